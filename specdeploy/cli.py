@@ -109,6 +109,43 @@ def cmd_info(args: argparse.Namespace) -> int:
     raise ValueError(f"{path}: not a checkpoint directory (model files are described by `specdeploy memory`)")
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from specdeploy import checkpoint, recipes
+    from specdeploy.export import export_checkpoint
+
+    recipe = recipes.load(args.recipe) if args.recipe else None
+    config = checkpoint.read_config(args.checkpoint)["model"]
+    if recipe is not None:
+        if recipe.model != config.get("model"):
+            raise ValueError(f"recipe {recipe.name} is for model {recipe.model}, checkpoint {args.checkpoint} is "
+                             f"{config.get('model')}")
+        shape = (config.get("in_channels"), config.get("input_size"), config.get("input_size"))
+        if tuple(recipe.input_shape) != shape:
+            raise ValueError(f"recipe {recipe.name} input_shape {list(recipe.input_shape)} != checkpoint input {list(shape)}")
+    ex = recipe.export if recipe else None
+    cal = recipe.calibration if recipe else None
+    dynamic = args.dynamic_batch or (ex.dynamic_batch if ex else False)
+    batch = args.batch if args.batch is not None else (ex.batch if ex else 1)
+    max_batch = args.max_batch if args.max_batch is not None else (ex.max_batch if ex else None)
+    metadata = {"specdeploy.recipe": recipe.to_dict()} if recipe else None
+    res = export_checkpoint(
+        args.checkpoint, args.output,
+        batch=None if dynamic else batch, max_batch=max_batch,
+        value_dtype=args.value_dtype or (ex.value_dtype if ex else "fp32"),
+        beta=args.beta if args.beta is not None else (ex.beta if ex else None),
+        calib_data=args.calib_data or (cal.data if cal else None),
+        calib_samples=args.calib_samples or (cal.samples if cal else 256),
+        margin=args.margin or (cal.margin if cal else 1.1),
+        data_dir=args.data_dir, metadata=metadata,
+    )
+    print(f"wrote {res.path}")
+    for name, cap in res.capacities.items():
+        s = res.calibration.get(name)
+        extra = f"  (max nnz {s['max']}, mean {s['mean']:.0f} of {s['dense']} over {s['samples']} samples)" if s else ""
+        print(f"  capacity {cap:>8d}  {name}{extra}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from specdeploy.demo import run_demo
 
@@ -161,6 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a checkpoint")
     p.add_argument("path")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="checkpoint -> ONNX with the specdeploy op set, capacities calibrated")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--recipe", default=None, help="recipe name (export/NAME.toml) or path; flags override it")
+    p.add_argument("--batch", type=int, default=None, help="static batch size (default 1)")
+    p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch up to --max-batch")
+    p.add_argument("--max-batch", type=int, default=None)
+    p.add_argument("--value-dtype", choices=("fp32", "fp16"), default=None)
+    p.add_argument("--beta", type=float, default=None, help="override the threshold of every SpecConv")
+    p.add_argument("--calib-data", default=None, help="data set for capacity calibration (default: the training set)")
+    p.add_argument("--calib-samples", type=int, default=None)
+    p.add_argument("--margin", type=float, default=None, help="capacity = max nnz seen x margin (default 1.1)")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the README's end-to-end job on real shipped data")
     p.add_argument("--out", default="results/demo")

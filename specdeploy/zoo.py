@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from specdeploy.catalog import DOMAINS, MODELS
 from specdeploy.nn import SpecConcat, SpecConv2d, SpecPool2d, SpecToSpatial
 
-MODELS = ("lenet5", "alexnet", "vgg16", "densenet")
-DOMAINS = ("spectral", "spatial")
+__all__ = ["DOMAINS", "MODELS", "ModelConfig", "ZooModel", "build", "create", "twin_config"]
 
 
 @dataclass(frozen=True)
