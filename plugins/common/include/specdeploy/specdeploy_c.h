@@ -13,9 +13,9 @@
  * synchronous). Both run the same validation and workspace arithmetic (plugins/common/src/plan.cpp).
  *
  * Conventions:
- * - Messages: sd_last_error() names the op and the attribute ("SpecConv: attribute 'beta' = -1 must
- *   be >= 0"); a caller that knows the node name prefixes it. Every entry point that can fail clears
- *   the message first.
+ * - Messages: sd_last_error() names the op, the attribute and the allowed range ("SpecConv: attribute
+ *   'beta' = -1 is invalid: must be a finite number >= 0"); a caller that knows the node name
+ *   prefixes it. Every entry point that can fail clears the message first.
  * - Workspace: any alignment is accepted (the size includes slack to align sub-buffers to 256 bytes);
  *   it needs no initialization and its content is garbage afterwards. Query the size with the same
  *   params and batch as the forward call; a larger workspace is fine.

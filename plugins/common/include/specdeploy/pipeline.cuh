@@ -1,0 +1,177 @@
+/*
+ * Device execution of the pipeline of pipeline.h: one CUDA block of 128 threads per tile (four warps
+ * = the four mask words of a (block, channel)), the same SD_HD per-element functions as the host.
+ * Include from .cu files only.
+ */
+#ifndef SPECDEPLOY_PIPELINE_CUH
+#define SPECDEPLOY_PIPELINE_CUH
+
+#include <cuda_runtime.h>
+
+#include "specdeploy/packed.cuh"
+#include "specdeploy/pipeline.h"
+
+template <class P>
+__global__ void __launch_bounds__(SD_BLOCK_F) sd_k_tile(const __grid_constant__ P prod, const __grid_constant__ sd_pipe a,
+                                                     const int mode) {
+    constexpr int OT = P::OT;
+    __shared__ uint32_t s_hist[SD_NLEV];
+    __shared__ uint32_t s_words[4][OT];
+
+    const int32_t OG = sd_channel_groups(a.Cout, OT);
+    int64_t t = blockIdx.x;
+    const int32_t og = (int32_t)(t % OG);
+    t /= OG;
+    const int32_t b = (int32_t)(t % a.NB);
+    const int32_t s = (int32_t)(t / a.NB);
+    if (mode == SD_MODE_RECOUNT && a.own[s] == 0u) return; /* uniform over the block */
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    if (mode == SD_MODE_COUNT)
+        for (int i = tid; i < SD_NLEV; i += SD_BLOCK_F) s_hist[i] = 0u;
+
+    const int32_t o0 = og * OT;
+    const int32_t no = (a.Cout - o0) < OT ? (a.Cout - o0) : OT;
+    sd_cf v[OT];
+    bool cand[OT];
+#pragma unroll
+    for (int j = 0; j < OT; ++j) {
+        v[j] = sd_cf_zero();
+        cand[j] = false;
+    }
+    const int32_t f = b * SD_BLOCK_F + tid;
+    if (f < a.F) prod.eval(s, f, o0, no, v, cand);
+
+    const uint32_t use_thr = (mode != SD_MODE_COUNT) ? a.own[s] : 0u;
+    const float thr = use_thr ? a.thr[s] : 0.0f;
+    const float t1 = sd_grid_t(a.base, 1);
+    __syncthreads(); /* s_hist cleared */
+
+    bool keep[OT];
+#pragma unroll
+    for (int j = 0; j < OT; ++j) {
+        keep[j] = false;
+        if (j < no) {
+            const float m = sd_abs2(v[j]);
+            keep[j] = sd_keep(cand[j], m, use_thr, thr, a.beta_gate, a.beta);
+            const uint32_t word = __ballot_sync(0xffffffffu, keep[j]);
+            if (lane == 0) s_words[warp][j] = word;
+            if (mode == SD_MODE_COUNT && cand[j]) {
+                const int32_t lev = sd_level(m, a.base, t1);
+                if (lev > 0) atomicAdd(&s_hist[lev], 1u);
+            }
+        }
+    }
+    __syncthreads();
+
+    int32_t* row = a.y + (int64_t)s * a.L.S;
+    if (mode != SD_MODE_WRITE) {
+        if (tid < no) {
+            const uint32_t cnt =
+                sd_popc(s_words[0][tid]) + sd_popc(s_words[1][tid]) + sd_popc(s_words[2][tid]) + sd_popc(s_words[3][tid]);
+            row[sd_offset_word(a.L, b, o0 + tid)] = (int32_t)cnt;
+        }
+        if (mode == SD_MODE_COUNT) {
+            uint32_t* gh = a.hist + (int64_t)s * SD_NLEV;
+            for (int i = tid; i < SD_NLEV; i += SD_BLOCK_F) {
+                const uint32_t c = s_hist[i];
+                if (c) atomicAdd(&gh[i], c);
+            }
+        }
+        return;
+    }
+    const uint32_t lt = sd_lanemask_lt();
+#pragma unroll
+    for (int j = 0; j < OT; ++j) {
+        if (j < no) {
+            const int32_t o = o0 + j;
+            const uint32_t word = s_words[warp][j];
+            if (lane == 0) row[sd_mask_word(a.L, b, o, warp)] = (int32_t)word;
+            if (keep[j]) {
+                uint32_t rank = (uint32_t)row[sd_offset_word(a.L, b, o)];
+                for (int i = 0; i < warp; ++i) rank += sd_popc(s_words[i][j]);
+                rank += sd_popc(word & lt);
+                if (rank < (uint32_t)a.cap) sd_store_value(row + a.L.vals_off, rank, a.vdt, prod.finalize(v[j]));
+            }
+        }
+    }
+}
+
+template <class P>
+__global__ void __launch_bounds__(256) sd_k_decide(const __grid_constant__ P prod, const sd_pipe a) {
+    __shared__ unsigned long long part[256];
+    const int32_t s = blockIdx.x;
+    const int tid = threadIdx.x;
+    const int32_t* row = a.y + (int64_t)s * a.L.S;
+    const int64_t nbc = (int64_t)a.NB * a.Cout;
+    unsigned long long sum = 0;
+    for (int64_t i = tid; i < nbc; i += 256) sum += (uint32_t)row[a.L.offs_off + i];
+    part[tid] = sum;
+    __syncthreads();
+    for (int w = 128; w > 0; w >>= 1) {
+        if (tid < w) part[tid] += part[tid + w];
+        __syncthreads();
+    }
+    if (tid == 0) {
+        float t;
+        uint32_t own;
+        sd_decide(a.hist + (int64_t)s * SD_NLEV, part[0], a.cap, a.base, a.beta_used0, &t, &own);
+        a.thr[s] = t;
+        a.own[s] = own;
+        a.flag[s] = own | prod.in_overflowed(s);
+    }
+}
+
+/* Exclusive scan of one sample's counts in place, header, zero the unused value slots (pipeline.h). */
+static __global__ void __launch_bounds__(SD_SCAN_THREADS) sd_k_scan(const sd_pipe a) {
+    __shared__ uint32_t part[SD_SCAN_THREADS];
+    __shared__ uint32_t total;
+    const int32_t s = blockIdx.x;
+    const int32_t tid = threadIdx.x;
+    int32_t* row = a.y + (int64_t)s * a.L.S;
+    int32_t* counts = row + a.L.offs_off;
+    const int64_t nbc = (int64_t)a.NB * a.Cout;
+    int64_t lo, hi;
+    sd_scan_segment(nbc, tid, &lo, &hi);
+    part[tid] = sd_scan_sum(counts, lo, hi);
+    __syncthreads();
+    if (tid == 0) total = sd_scan_partials(part);
+    __syncthreads();
+    sd_scan_write(counts, lo, hi, part[tid]);
+    const uint32_t nnz = total;
+    if (tid == 0) {
+        counts[nbc] = (int32_t)nnz;
+        sd_write_header(row, nnz, a.flag[s], a.thr[s]);
+    }
+    sd_zero_tail(row, a.L, nnz, tid, SD_SCAN_THREADS);
+}
+
+/* Builds a twiddle table e^{-2 pi i j / N}, j < N (the same function as the host). */
+static __global__ void sd_k_twiddle(sd_cf* tw, int32_t N) {
+    const int32_t j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < N) tw[j] = sd_twiddle(j, N);
+}
+
+static inline cudaError_t sd_launch_twiddle(sd_cf* tw, int32_t N, cudaStream_t st) {
+    sd_k_twiddle<<<(N + 127) / 128, 128, 0, st>>>(tw, N);
+    return cudaGetLastError();
+}
+
+template <class P>
+inline cudaError_t sd_launch_pipeline(const P& prod, const sd_pipe& a, cudaStream_t st) {
+    const int64_t tiles = (int64_t)a.B * a.NB * sd_channel_groups(a.Cout, P::OT);
+    if (tiles <= 0) return cudaSuccess;
+    if (tiles > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
+    cudaError_t e = cudaMemsetAsync(a.hist, 0, sizeof(uint32_t) * (size_t)a.B * SD_NLEV, st);
+    if (e != cudaSuccess) return e;
+    sd_k_tile<P><<<(unsigned)tiles, SD_BLOCK_F, 0, st>>>(prod, a, SD_MODE_COUNT);
+    sd_k_decide<P><<<a.B, 256, 0, st>>>(prod, a);
+    sd_k_tile<P><<<(unsigned)tiles, SD_BLOCK_F, 0, st>>>(prod, a, SD_MODE_RECOUNT);
+    sd_k_scan<<<a.B, SD_SCAN_THREADS, 0, st>>>(a);
+    sd_k_tile<P><<<(unsigned)tiles, SD_BLOCK_F, 0, st>>>(prod, a, SD_MODE_WRITE);
+    return cudaGetLastError();
+}
+
+#endif /* SPECDEPLOY_PIPELINE_CUH */

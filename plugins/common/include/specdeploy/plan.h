@@ -1,0 +1,106 @@
+/*
+ * Launcher logic shared by the host and the CUDA library (host C++ only): attribute validation,
+ * derived sizes, workspace layout. Both libraries compile common/src/plan.cpp, so CI exercises
+ * exactly the checks and the workspace arithmetic that the CUDA launchers run.
+ */
+#ifndef SPECDEPLOY_PLAN_H
+#define SPECDEPLOY_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "specdeploy/packed.h"
+#include "specdeploy/pipeline.h"
+#include "specdeploy/specdeploy_c.h"
+
+namespace sd {
+
+/* Limits of this implementation (shared memory tiles of the CUDA kernels); documented in the READMEs. */
+constexpr int32_t kMaxSpatialH = 4096;    /* SpecConv, spatial input: H (column DFT stages H rows) */
+constexpr int32_t kMaxToSpatialWs = 8192; /* SpecToSpatial: Ws (row pass stages Ws/2+1 columns) */
+constexpr size_t kWsAlign = 256;          /* sub-buffers of the workspace are aligned to this */
+
+/* Workspace shared by the ops with a packed output (the count/decide/scan/write pipeline). */
+struct PipeWs {
+    size_t hist = 0, thr = 0, own = 0, flag = 0; /* byte offsets from the aligned base */
+};
+
+struct ConvPlan {
+    int32_t B = 0, C = 0, O = 0, H = 0, W = 0, Hs = 0, Ws = 0, Wh = 0, F = 0, k = 0;
+    int32_t in_domain = 0, activation = 0, vdt = 0, x_type = 0, has_bias = 0;
+    float beta = 0.0f;
+    float bias_scale = 0.0f; /* sqrt(Hs*Ws) */
+    float fft_scale = 0.0f;  /* 1/sqrt(Hs*Ws) */
+    sd_layout in{}, out{};   /* in: spectral input only */
+    PipeWs pipe;
+    size_t tw_h = 0, tw_w = 0, X = 0; /* twiddle tables (Hs, Ws entries), spatial spectrum B*C*F */
+    size_t ws_bytes = 0;              /* total, including kWsAlign slack */
+};
+
+struct PoolPlan {
+    int32_t B = 0, C = 0, Hs = 0, Ws = 0, Wh = 0, oHs = 0, oWs = 0, oWh = 0, F = 0, oF = 0, vdt = 0;
+    float scale = 0.0f; /* sqrt(oHs*oWs/(Hs*Ws)) */
+    sd_layout in{}, out{};
+    PipeWs pipe;
+    size_t ws_bytes = 0;
+};
+
+struct ToSpatialPlan {
+    int32_t B = 0, C = 0, Hs = 0, Ws = 0, Wh = 0, F = 0, vdt = 0, y_type = 0;
+    float scale = 0.0f; /* 1/sqrt(Hs*Ws) */
+    sd_layout in{};
+    size_t tw_h = 0, tw_w = 0;
+    size_t ws_bytes = 0;
+};
+
+struct ConcatPlan {
+    int32_t B = 0, n = 0, Cout = 0, Hs = 0, Ws = 0, F = 0, vdt = 0;
+    int32_t C[SD_MAX_CONCAT_INPUTS] = {};
+    int32_t c_start[SD_MAX_CONCAT_INPUTS + 1] = {};
+    sd_layout in[SD_MAX_CONCAT_INPUTS]{}, out{};
+    PipeWs pipe;
+    size_t ws_bytes = 0;
+};
+
+/* Validate and derive; batch < 0 is an error, batch 0 gives a plan with an empty workspace need. */
+sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out);
+sd_status plan_pool(const sd_spec_pool_params* p, int32_t batch, PoolPlan* out);
+sd_status plan_to_spatial(const sd_spec_to_spatial_params* p, int32_t batch, ToSpatialPlan* out);
+sd_status plan_concat(const sd_spec_concat_params* p, int32_t batch, ConcatPlan* out);
+
+/* Common checks of a forward call: workspace size, required pointers. `what` is the op name. */
+sd_status check_workspace(const char* what, const void* workspace, size_t have, size_t need);
+sd_status check_ptr(const char* what, const char* name, const void* ptr);
+
+/* The workspace base aligned up to kWsAlign. */
+inline unsigned char* ws_base(void* workspace) {
+    const uintptr_t a = ((uintptr_t)workspace + kWsAlign - 1) & ~(uintptr_t)(kWsAlign - 1);
+    return (unsigned char*)a;
+}
+
+/* The pipeline arguments of an op with a packed output, its workspace carved from `base`. */
+inline sd_pipe make_pipe(const PipeWs& ws, unsigned char* base, int32_t B, const sd_layout& out, int32_t* y,
+                         int32_t beta_gate, float beta) {
+    sd_pipe a;
+    a.B = B;
+    a.Cout = out.C;
+    a.F = out.F;
+    a.NB = out.NB;
+    a.cap = out.cap;
+    a.vdt = out.vdt;
+    a.beta_gate = beta_gate;
+    a.beta = beta;
+    a.base = sd_grid_base(beta);
+    a.beta_used0 = beta;
+    a.L = out;
+    a.y = y;
+    a.hist = (uint32_t*)(base + ws.hist);
+    a.thr = (float*)(base + ws.thr);
+    a.own = (uint32_t*)(base + ws.own);
+    a.flag = (uint32_t*)(base + ws.flag);
+    return a;
+}
+
+}  // namespace sd
+
+#endif /* SPECDEPLOY_PLAN_H */

@@ -1,0 +1,348 @@
+/* Validation, derived sizes and workspace layouts of the four ops, and the C ABI functions that need
+ * no device work. Compiled into both libspecdeploy_host and libspecdeploy_kernels. */
+#include "specdeploy/plan.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "specdeploy/status.h"
+#include "specdeploy/threshold.h"
+
+namespace sd {
+
+namespace {
+
+constexpr int64_t kI32Max = 0x7fffffffLL;
+constexpr int64_t kBytesMax = (int64_t)1 << 60;
+
+size_t align_up(size_t x) { return (x + kWsAlign - 1) & ~(size_t)(kWsAlign - 1); }
+
+struct WsBuilder {
+    size_t off = 0;
+    size_t take(size_t bytes) {
+        const size_t o = off;
+        off += align_up(bytes);
+        return o;
+    }
+    size_t total() const { return off + kWsAlign; /* slack for aligning an unaligned base */ }
+};
+
+void plan_pipe_ws(WsBuilder& wb, int32_t B, PipeWs* ws) {
+    ws->hist = wb.take(sizeof(uint32_t) * (size_t)B * SD_NLEV);
+    ws->thr = wb.take(sizeof(float) * (size_t)B);
+    ws->own = wb.take(sizeof(uint32_t) * (size_t)B);
+    ws->flag = wb.take(sizeof(uint32_t) * (size_t)B);
+}
+
+const char* dtype_name(int32_t v) { return v == 0 ? "fp32" : v == 1 ? "fp16" : "?"; }
+
+sd_status check_range(const char* op, const char* attr, int64_t v, int64_t lo, int64_t hi, const char* why = nullptr) {
+    if (v < lo || v > hi)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute '%s' = %lld is invalid: must be in %lld..%lld%s%s", op, attr,
+                    (long long)v, (long long)lo, (long long)hi, why ? " " : "", why ? why : "");
+    return SD_OK;
+}
+
+sd_status check_batch(const char* op, int32_t batch) {
+    if (batch < 0) return fail(SD_ERR_INVALID_ARGUMENT, "%s: batch = %d must be >= 0", op, batch);
+    return SD_OK;
+}
+
+/* F = Hs * (Ws // 2 + 1), bounded so that every element count fits int32 */
+sd_status spectral_size(const char* op, int32_t Hs, int32_t Ws, int32_t* F) {
+    sd_status st;
+    if ((st = check_range(op, "Hs", Hs, 1, kI32Max)) != SD_OK) return st;
+    if ((st = check_range(op, "Ws", Ws, 1, kI32Max)) != SD_OK) return st;
+    const int64_t f = (int64_t)Hs * (Ws / 2 + 1);
+    if (f > kI32Max)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: Hs * (Ws // 2 + 1) = %lld coefficients per channel exceeds 2^31 - 1",
+                    op, (long long)f);
+    *F = (int32_t)f;
+    return SD_OK;
+}
+
+/* A packed input with C channels of F coefficients: the row size implies the capacity. */
+sd_status packed_input(const char* op, const char* attr, int32_t C, int32_t F, int32_t vdt, int64_t S, sd_layout* L) {
+    const int64_t cap = sd_capacity_from_row_words(C, F, vdt, S);
+    if (cap < 0) {
+        const int64_t fixed = SD_HEADER_WORDS + 5 * (int64_t)sd_num_blocks(F) * C + 1;
+        const int64_t vw = sd_value_words(vdt);
+        return fail(SD_ERR_INVALID_ARGUMENT,
+                    "%s: attribute '%s' = %lld is not a valid packed row size for C=%d, F=%d, value_dtype=%s: must be "
+                    "%lld + capacity * %lld with 1 <= capacity <= C*F = %lld, i.e. in [%lld, %lld]",
+                    op, attr, (long long)S, C, F, dtype_name(vdt), (long long)fixed, (long long)vw,
+                    (long long)C * F, (long long)(fixed + vw), (long long)(fixed + vw * (int64_t)C * F));
+    }
+    *L = sd_make_layout(C, F, (int32_t)cap, vdt);
+    return SD_OK;
+}
+
+sd_status bytes_ok(const char* op, double bytes) {
+    if (bytes > (double)kBytesMax) return fail(SD_ERR_INVALID_ARGUMENT, "%s: workspace of %.3g bytes is too large", op, bytes);
+    return SD_OK;
+}
+
+}  // namespace
+
+sd_status check_workspace(const char* what, const void* workspace, size_t have, size_t need) {
+    if (have < need)
+        return fail(SD_ERR_WORKSPACE, "%s: workspace_bytes = %zu is smaller than the %zu bytes the op needs (query "
+                    "the *_workspace_size function)", what, have, need);
+    if (need > 0 && workspace == nullptr) return fail(SD_ERR_WORKSPACE, "%s: workspace is NULL", what);
+    return SD_OK;
+}
+
+sd_status check_ptr(const char* what, const char* name, const void* ptr) {
+    if (ptr == nullptr) return fail(SD_ERR_INVALID_ARGUMENT, "%s: pointer '%s' is NULL", what, name);
+    return SD_OK;
+}
+
+sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) {
+    const char* op = "SpecConv";
+    sd_status st;
+    if (!p) return fail(SD_ERR_INVALID_ARGUMENT, "%s: params is NULL", op);
+    if ((st = check_batch(op, batch)) != SD_OK) return st;
+    ConvPlan P;
+    P.B = batch;
+    if (p->in_domain != SD_DOMAIN_SPATIAL && p->in_domain != SD_DOMAIN_SPECTRAL)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'in_domain' = %d is invalid: must be 0 (\"spatial\") or 1 (\"spectral\")",
+                    op, p->in_domain);
+    if ((st = check_range(op, "C", p->C, 1, kI32Max)) != SD_OK) return st;
+    if ((st = check_range(op, "O", p->O, 1, kI32Max, "(output channels = W.shape[0])")) != SD_OK) return st;
+    if ((st = check_range(op, "k", p->k, 1, kI32Max)) != SD_OK) return st;
+    if (!(p->beta >= 0.0f) || !isfinite(p->beta))
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'beta' = %g is invalid: must be a finite number >= 0", op,
+                    (double)p->beta);
+    if (p->activation != SD_ACT_NONE && p->activation != SD_ACT_TANH)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'activation' = %d is invalid: must be 0 (\"none\") or 1 (\"tanh\")", op,
+                    p->activation);
+    if (p->value_dtype != SD_VALUE_FP32 && p->value_dtype != SD_VALUE_FP16)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
+                    p->value_dtype);
+    if (p->has_bias != 0 && p->has_bias != 1)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: 'has_bias' = %d must be 0 or 1", op, p->has_bias);
+    if ((st = spectral_size(op, p->Hs, p->Ws, &P.F)) != SD_OK) return st;
+    P.C = p->C;
+    P.O = p->O;
+    P.k = p->k;
+    P.Hs = p->Hs;
+    P.Ws = p->Ws;
+    P.Wh = p->Ws / 2 + 1;
+    P.in_domain = p->in_domain;
+    P.activation = p->activation;
+    P.vdt = p->value_dtype;
+    P.has_bias = p->has_bias;
+    P.beta = p->beta;
+    if (p->in_domain == SD_DOMAIN_SPATIAL) {
+        if ((st = check_range(op, "H", p->H, 1, kMaxSpatialH, "(spatial input height; limit of this implementation)")) != SD_OK) return st;
+        if ((st = check_range(op, "W", p->W, 1, kI32Max)) != SD_OK) return st;
+        if ((int64_t)p->Hs != (int64_t)p->H + p->k - 1)
+            return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'Hs' = %d is invalid: must equal H + k - 1 = %lld for a spatial input",
+                        op, p->Hs, (long long)p->H + p->k - 1);
+        if ((int64_t)p->Ws != (int64_t)p->W + p->k - 1)
+            return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'Ws' = %d is invalid: must equal W + k - 1 = %lld for a spatial input",
+                        op, p->Ws, (long long)p->W + p->k - 1);
+        if (p->x_type != SD_FLOAT32 && p->x_type != SD_FLOAT16)
+            return fail(SD_ERR_INVALID_ARGUMENT, "%s: 'x_type' = %d must be 0 (float32) or 1 (float16)", op, p->x_type);
+        P.H = p->H;
+        P.W = p->W;
+        P.x_type = p->x_type;
+    } else {
+        if (p->k > p->Hs || p->k > p->Ws)
+            return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'k' = %d is invalid: must be <= Hs = %d and <= Ws = %d for a spectral input",
+                        op, p->k, p->Hs, p->Ws);
+        if ((st = packed_input(op, "in_row_words", p->C, P.F, p->value_dtype, p->in_row_words, &P.in)) != SD_OK) return st;
+    }
+    if ((st = check_range(op, "capacity", p->capacity, 1, (int64_t)p->O * P.F, "(1 .. O * Hs * (Ws // 2 + 1))")) != SD_OK)
+        return st;
+    P.out = sd_make_layout(p->O, P.F, p->capacity, p->value_dtype);
+    P.bias_scale = (float)sqrt((double)P.Hs * (double)P.Ws);
+    P.fft_scale = (float)(1.0 / sqrt((double)P.Hs * (double)P.Ws));
+    if ((st = bytes_ok(op, (double)batch * P.C * P.F * 8.0 + (double)batch * SD_NLEV * 4.0)) != SD_OK) return st;
+    WsBuilder wb;
+    plan_pipe_ws(wb, batch, &P.pipe);
+    P.tw_h = wb.take(sizeof(sd_cf) * (size_t)P.Hs);
+    P.tw_w = wb.take(sizeof(sd_cf) * (size_t)P.Ws);
+    if (P.in_domain == SD_DOMAIN_SPATIAL) P.X = wb.take(sizeof(sd_cf) * (size_t)batch * P.C * P.F);
+    P.ws_bytes = wb.total();
+    *out = P;
+    return SD_OK;
+}
+
+sd_status plan_pool(const sd_spec_pool_params* p, int32_t batch, PoolPlan* out) {
+    const char* op = "SpecPool";
+    sd_status st;
+    if (!p) return fail(SD_ERR_INVALID_ARGUMENT, "%s: params is NULL", op);
+    if ((st = check_batch(op, batch)) != SD_OK) return st;
+    PoolPlan P;
+    P.B = batch;
+    if ((st = check_range(op, "C", p->C, 1, kI32Max)) != SD_OK) return st;
+    if ((st = spectral_size(op, p->Hs, p->Ws, &P.F)) != SD_OK) return st;
+    if ((st = check_range(op, "out_Hs", p->out_Hs, 1, p->Hs, "(1 .. Hs)")) != SD_OK) return st;
+    if ((st = check_range(op, "out_Ws", p->out_Ws, 1, p->Ws, "(1 .. Ws)")) != SD_OK) return st;
+    if (p->value_dtype != SD_VALUE_FP32 && p->value_dtype != SD_VALUE_FP16)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
+                    p->value_dtype);
+    P.C = p->C;
+    P.Hs = p->Hs;
+    P.Ws = p->Ws;
+    P.Wh = p->Ws / 2 + 1;
+    P.oHs = p->out_Hs;
+    P.oWs = p->out_Ws;
+    P.oWh = p->out_Ws / 2 + 1;
+    P.oF = P.oHs * P.oWh;
+    P.vdt = p->value_dtype;
+    if ((st = packed_input(op, "in_row_words", p->C, P.F, p->value_dtype, p->in_row_words, &P.in)) != SD_OK) return st;
+    if ((st = check_range(op, "capacity", p->capacity, 1, (int64_t)p->C * P.oF, "(1 .. C * out_Hs * (out_Ws // 2 + 1))")) != SD_OK)
+        return st;
+    P.out = sd_make_layout(p->C, P.oF, p->capacity, p->value_dtype);
+    P.scale = (float)sqrt(((double)P.oHs * (double)P.oWs) / ((double)P.Hs * (double)P.Ws));
+    WsBuilder wb;
+    plan_pipe_ws(wb, batch, &P.pipe);
+    P.ws_bytes = wb.total();
+    *out = P;
+    return SD_OK;
+}
+
+sd_status plan_to_spatial(const sd_spec_to_spatial_params* p, int32_t batch, ToSpatialPlan* out) {
+    const char* op = "SpecToSpatial";
+    sd_status st;
+    if (!p) return fail(SD_ERR_INVALID_ARGUMENT, "%s: params is NULL", op);
+    if ((st = check_batch(op, batch)) != SD_OK) return st;
+    ToSpatialPlan P;
+    P.B = batch;
+    if ((st = check_range(op, "C", p->C, 1, kI32Max)) != SD_OK) return st;
+    if ((st = spectral_size(op, p->Hs, p->Ws, &P.F)) != SD_OK) return st;
+    if ((st = check_range(op, "Ws", p->Ws, 1, kMaxToSpatialWs, "(limit of this implementation)")) != SD_OK) return st;
+    if (p->value_dtype != SD_VALUE_FP32 && p->value_dtype != SD_VALUE_FP16)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
+                    p->value_dtype);
+    if (p->y_type != SD_FLOAT32 && p->y_type != SD_FLOAT16)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: 'y_type' = %d must be 0 (float32) or 1 (float16)", op, p->y_type);
+    P.C = p->C;
+    P.Hs = p->Hs;
+    P.Ws = p->Ws;
+    P.Wh = p->Ws / 2 + 1;
+    P.vdt = p->value_dtype;
+    P.y_type = p->y_type;
+    if ((st = packed_input(op, "in_row_words", p->C, P.F, p->value_dtype, p->in_row_words, &P.in)) != SD_OK) return st;
+    P.scale = (float)(1.0 / sqrt((double)P.Hs * (double)P.Ws));
+    WsBuilder wb;
+    P.tw_h = wb.take(sizeof(sd_cf) * (size_t)P.Hs);
+    P.tw_w = wb.take(sizeof(sd_cf) * (size_t)P.Ws);
+    P.ws_bytes = wb.total();
+    *out = P;
+    return SD_OK;
+}
+
+sd_status plan_concat(const sd_spec_concat_params* p, int32_t batch, ConcatPlan* out) {
+    const char* op = "SpecConcat";
+    sd_status st;
+    if (!p) return fail(SD_ERR_INVALID_ARGUMENT, "%s: params is NULL", op);
+    if ((st = check_batch(op, batch)) != SD_OK) return st;
+    ConcatPlan P;
+    P.B = batch;
+    if ((st = check_range(op, "n_inputs", p->n_inputs, 1, SD_MAX_CONCAT_INPUTS, "(number of inputs = len(C))")) != SD_OK)
+        return st;
+    if ((st = spectral_size(op, p->Hs, p->Ws, &P.F)) != SD_OK) return st;
+    if (p->value_dtype != SD_VALUE_FP32 && p->value_dtype != SD_VALUE_FP16)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
+                    p->value_dtype);
+    P.n = p->n_inputs;
+    P.Hs = p->Hs;
+    P.Ws = p->Ws;
+    P.vdt = p->value_dtype;
+    int64_t ctot = 0;
+    char name[64];
+    for (int32_t i = 0; i < P.n; ++i) {
+        snprintf(name, sizeof(name), "C[%d]", i);
+        if ((st = check_range(op, name, p->C[i], 1, kI32Max)) != SD_OK) return st;
+        snprintf(name, sizeof(name), "in_row_words[%d]", i);
+        if ((st = packed_input(op, name, p->C[i], P.F, p->value_dtype, p->in_row_words[i], &P.in[i])) != SD_OK) return st;
+        P.C[i] = p->C[i];
+        P.c_start[i] = (int32_t)ctot;
+        ctot += p->C[i];
+        if (ctot > kI32Max) return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'C': sum(C) exceeds 2^31 - 1", op);
+    }
+    P.c_start[P.n] = (int32_t)ctot;
+    P.Cout = (int32_t)ctot;
+    if ((st = check_range(op, "capacity", p->capacity, 1, ctot * P.F, "(1 .. sum(C) * Hs * (Ws // 2 + 1))")) != SD_OK)
+        return st;
+    P.out = sd_make_layout(P.Cout, P.F, p->capacity, p->value_dtype);
+    WsBuilder wb;
+    plan_pipe_ws(wb, batch, &P.pipe);
+    P.ws_bytes = wb.total();
+    *out = P;
+    return SD_OK;
+}
+
+}  // namespace sd
+
+/* ---------------------------------------------------------------------------------------------- */
+/* C ABI: identity, errors, sizes, validation                                                       */
+
+extern "C" {
+
+SD_API int32_t sd_abi_version(void) { return SD_ABI_VERSION; }
+
+SD_API const char* sd_last_error(void) { return sd::last_error(); }
+
+SD_API int64_t sd_packed_row_words(int32_t C, int32_t F, int32_t capacity, int32_t value_dtype) {
+    if (C < 1 || F < 1 || capacity < 1 || (int64_t)capacity > (int64_t)C * F) return 0;
+    if (value_dtype != SD_VALUE_FP32 && value_dtype != SD_VALUE_FP16) return 0;
+    return sd_row_words(C, F, capacity, value_dtype);
+}
+
+SD_API sd_status sd_spec_conv_validate(const sd_spec_conv_params* p) {
+    sd::clear_error();
+    sd::ConvPlan P;
+    return sd::plan_conv(p, 0, &P);
+}
+SD_API sd_status sd_spec_pool_validate(const sd_spec_pool_params* p) {
+    sd::clear_error();
+    sd::PoolPlan P;
+    return sd::plan_pool(p, 0, &P);
+}
+SD_API sd_status sd_spec_to_spatial_validate(const sd_spec_to_spatial_params* p) {
+    sd::clear_error();
+    sd::ToSpatialPlan P;
+    return sd::plan_to_spatial(p, 0, &P);
+}
+SD_API sd_status sd_spec_concat_validate(const sd_spec_concat_params* p) {
+    sd::clear_error();
+    sd::ConcatPlan P;
+    return sd::plan_concat(p, 0, &P);
+}
+
+SD_API int64_t sd_spec_conv_out_row_words(const sd_spec_conv_params* p) {
+    sd::clear_error();
+    sd::ConvPlan P;
+    return sd::plan_conv(p, 0, &P) == SD_OK ? P.out.S : 0;
+}
+SD_API int64_t sd_spec_pool_out_row_words(const sd_spec_pool_params* p) {
+    sd::clear_error();
+    sd::PoolPlan P;
+    return sd::plan_pool(p, 0, &P) == SD_OK ? P.out.S : 0;
+}
+SD_API int64_t sd_spec_concat_out_row_words(const sd_spec_concat_params* p) {
+    sd::clear_error();
+    sd::ConcatPlan P;
+    return sd::plan_concat(p, 0, &P) == SD_OK ? P.out.S : 0;
+}
+
+#define SD_WS_FN(NAME, PARAMS, PLAN, FN)                                              \
+    SD_API sd_status NAME(const PARAMS* p, int32_t batch, size_t* bytes) {            \
+        sd::clear_error();                                                            \
+        if (!bytes) return sd::fail(SD_ERR_INVALID_ARGUMENT, #NAME ": bytes is NULL"); \
+        PLAN P;                                                                       \
+        const sd_status st = FN(p, batch, &P);                                        \
+        *bytes = st == SD_OK ? P.ws_bytes : 0;                                        \
+        return st;                                                                    \
+    }
+
+SD_WS_FN(sd_spec_conv_workspace_size, sd_spec_conv_params, sd::ConvPlan, sd::plan_conv)
+SD_WS_FN(sd_spec_pool_workspace_size, sd_spec_pool_params, sd::PoolPlan, sd::plan_pool)
+SD_WS_FN(sd_spec_to_spatial_workspace_size, sd_spec_to_spatial_params, sd::ToSpatialPlan, sd::plan_to_spatial)
+SD_WS_FN(sd_spec_concat_workspace_size, sd_spec_concat_params, sd::ConcatPlan, sd::plan_concat)
+
+}  // extern "C"

@@ -1,0 +1,27 @@
+/* SpecConcat, CUDA library: the packed-output pipeline over sd_concat_producer. The input pointers
+ * travel inside the producer, a kernel parameter (no device array, no copy). */
+#include <cuda_runtime.h>
+
+#include "spec_concat.h"
+#include "specdeploy/cuda_util.h"
+#include "specdeploy/pipeline.cuh"
+#include "specdeploy/status.h"
+
+extern "C" SD_API sd_status sd_spec_concat_forward(const sd_spec_concat_params* p, int32_t batch,
+                                                   const int32_t* const* xs, int32_t* y, void* workspace,
+                                                   size_t workspace_bytes, void* stream) {
+    sd::clear_error();
+    sd::ConcatPlan P;
+    sd_status st = sd::plan_concat(p, batch, &P);
+    if (st != SD_OK) return st;
+    if (batch == 0) return SD_OK;
+    if ((st = sd_concat_check_inputs(P, xs)) != SD_OK) return st;
+    if ((st = sd::check_ptr("SpecConcat", "y", y)) != SD_OK) return st;
+    if ((st = sd::check_workspace("SpecConcat", workspace, workspace_bytes, P.ws_bytes)) != SD_OK) return st;
+    sd_concat_producer prod;
+    sd_pipe pipe;
+    sd_concat_setup(P, xs, y, workspace, &prod, &pipe);
+    const cudaError_t e = sd_launch_pipeline(prod, pipe, (cudaStream_t)stream);
+    if (e != cudaSuccess) return sd::cuda_fail("SpecConcat", e);
+    return SD_OK;
+}

@@ -1,0 +1,198 @@
+/*
+ * SpecConv per-element math (docs/ops.md), shared by spec_conv.cu and spec_conv_host.cpp.
+ *   Y[o, f] = sum_c X[c, f] * K[o, c, f] (+ b[o] * sqrt(Hs*Ws) at f = 0)
+ *   K[o, c, (p, q)] = sum_{u,v < k} w[o, c, u, v] e^{-2 pi i (p u / Hs + q v / Ws)}   (on the fly)
+ *   X = rfft2(x zero-padded to Hs x Ws, norm="ortho") (spatial input, built in the workspace by a
+ *       separable direct DFT) or the decoded packed input (spectral input, read per coefficient).
+ */
+#ifndef SPECDEPLOY_SPEC_CONV_H
+#define SPECDEPLOY_SPEC_CONV_H
+
+#include "specdeploy/complex_math.h"
+#include "specdeploy/packed.h"
+#include "specdeploy/pipeline.h"
+#include "specdeploy/plan.h"
+#include "specdeploy/specdeploy_c.h"
+
+/* K[o, c, (p, q)] from the k x k kernel wk (row-major). Row twiddles of the column DFT first. */
+SD_HD inline sd_cf sd_conv_kernel_coeff(const float* wk, int32_t k, uint32_t p, uint32_t q, uint32_t Hs, uint32_t Ws,
+                                        const sd_cf* twH, const sd_cf* twW) {
+    sd_cf K = sd_cf_zero();
+    uint32_t iu = 0; /* (p * u) mod Hs */
+    for (int32_t u = 0; u < k; ++u) {
+        sd_cf r = sd_cf_zero();
+        uint32_t iv = 0; /* (q * v) mod Ws */
+        for (int32_t v = 0; v < k; ++v) {
+            r = sd_rmac(r, wk[u * k + v], twW[iv]);
+            iv += q;
+            if (iv >= Ws) iv -= Ws;
+        }
+        K = sd_cmac(K, r, twH[iu]);
+        iu += p;
+        if (iu >= Hs) iu -= Hs;
+    }
+    return K;
+}
+
+/* The same for k == KK known at compile time, with the frequency's twiddles tu[u] = e^{-2 pi i p u / Hs},
+ * tv[v] = e^{-2 pi i q v / Ws} precomputed: identical operations in identical order. */
+template <int KK>
+SD_HD inline sd_cf sd_conv_kernel_coeff_fixed(const float* wk, const sd_cf* tu, const sd_cf* tv) {
+    sd_cf K = sd_cf_zero();
+    SD_UNROLL
+    for (int u = 0; u < KK; ++u) {
+        sd_cf r = sd_cf_zero();
+        SD_UNROLL
+        for (int v = 0; v < KK; ++v) r = sd_rmac(r, wk[u * KK + v], tv[v]);
+        K = sd_cmac(K, r, tu[u]);
+    }
+    return K;
+}
+
+SD_HD inline float sd_load_real(const void* x, int32_t type, int64_t i) {
+    if (type == SD_FLOAT16) return sd_f16_to_f32(((const uint16_t*)x)[i]);
+    return ((const float*)x)[i];
+}
+
+/* First stage of the spatial rfft2: A[h, q] = sum_{w < W} x[h, w] e^{-2 pi i q w / Ws} (row starts at row0). */
+SD_HD inline sd_cf sd_rfft_row(const void* x, int32_t xtype, int64_t row0, int32_t W, uint32_t Ws, uint32_t q,
+                               const sd_cf* twW) {
+    sd_cf acc = sd_cf_zero();
+    uint32_t iw = 0;
+    for (int32_t w = 0; w < W; ++w) {
+        acc = sd_rmac(acc, sd_load_real(x, xtype, row0 + w), twW[iw]);
+        iw += q;
+        if (iw >= Ws) iw -= Ws;
+    }
+    return acc;
+}
+
+/* Second stage: X[p, q] = scale * sum_{h < H} A[h, q] e^{-2 pi i p h / Hs}; A[h, q] at col[h * stride]. */
+SD_HD inline sd_cf sd_dft_col(const sd_cf* col, int64_t stride, int32_t H, uint32_t Hs, uint32_t p, const sd_cf* twH,
+                              float scale) {
+    sd_cf acc = sd_cf_zero();
+    uint32_t ih = 0;
+    for (int32_t h = 0; h < H; ++h) {
+        acc = sd_cmac(acc, col[h * stride], twH[ih]);
+        ih += p;
+        if (ih >= Hs) ih -= Hs;
+    }
+    return sd_cscale(acc, scale);
+}
+
+struct sd_conv_producer {
+    static constexpr int OT = 8; /* output channels per tile (accumulators per thread) */
+    int32_t C, O, Hs, Ws, Wh, F, k, in_domain, activation, has_bias;
+    float bias_scale;
+    const int32_t* xin; /* spectral: packed [B, lin.S] */
+    sd_layout lin;
+    const sd_cf* X;     /* spatial: ortho spectrum [B, C, F] (workspace) */
+    const float* w;     /* [O, C, k, k] */
+    const float* bias;  /* [O] or null */
+    const sd_cf* twH;   /* Hs entries */
+    const sd_cf* twW;   /* Ws entries */
+
+    SD_HD inline sd_cf input(int32_t s, int32_t c, int32_t f) const {
+        if (in_domain == SD_DOMAIN_SPECTRAL) {
+            bool kept;
+            return sd_packed_get(xin + (int64_t)s * lin.S, lin, c, f, &kept);
+        }
+        return X[((int64_t)s * C + c) * F + f];
+    }
+
+    /* Y of channels o0 .. o0+no-1 at frequency f of sample s. KK > 0: k == KK known at compile time,
+     * the 2k twiddles of this frequency kept in registers; KK == 0: any k, read from the tables. Both
+     * perform the same operations in the same order (same bits). */
+    template <int KK>
+    SD_HD inline void eval_k(int32_t s, int32_t f, int32_t o0, int32_t no, sd_cf* v, bool* cand) const {
+        const uint32_t p = (uint32_t)(f / Wh);
+        const uint32_t q = (uint32_t)(f - (int32_t)p * Wh);
+        sd_cf acc[OT];
+        SD_UNROLL
+        for (int j = 0; j < OT; ++j) acc[j] = sd_cf_zero();
+        sd_cf tu[KK > 0 ? KK : 1], tv[KK > 0 ? KK : 1];
+        if (KK > 0) {
+            uint32_t iu = 0, iv = 0;
+            SD_UNROLL
+            for (int u = 0; u < (KK > 0 ? KK : 1); ++u) {
+                tu[u] = twH[iu];
+                tv[u] = twW[iv];
+                iu += p;
+                if (iu >= (uint32_t)Hs) iu -= (uint32_t)Hs;
+                iv += q;
+                if (iv >= (uint32_t)Ws) iv -= (uint32_t)Ws;
+            }
+        }
+        const int64_t kk = (int64_t)k * k;
+        for (int32_t c = 0; c < C; ++c) {
+            const sd_cf x = input(s, c, f);
+            if (x.re == 0.0f && x.im == 0.0f) continue; /* sparse input: a zero adds nothing */
+            SD_UNROLL
+            for (int j = 0; j < OT; ++j) {
+                if (j < no) {
+                    const float* wk = w + ((int64_t)(o0 + j) * C + c) * kk;
+                    sd_cf K;
+                    if (KK > 0)
+                        K = sd_conv_kernel_coeff_fixed<(KK > 0 ? KK : 1)>(wk, tu, tv);
+                    else
+                        K = sd_conv_kernel_coeff(wk, k, p, q, (uint32_t)Hs, (uint32_t)Ws, twH, twW);
+                    acc[j] = sd_cmac(acc[j], x, K);
+                }
+            }
+        }
+        SD_UNROLL
+        for (int j = 0; j < OT; ++j) {
+            if (f == 0 && has_bias && j < no) acc[j].re = sd_fadd(acc[j].re, sd_fmul(bias[o0 + j], bias_scale));
+            v[j] = acc[j];
+            cand[j] = j < no;
+        }
+    }
+
+    SD_HD inline void eval(int32_t s, int32_t f, int32_t o0, int32_t no, sd_cf* v, bool* cand) const {
+        switch (k) {
+            case 1: eval_k<1>(s, f, o0, no, v, cand); break;
+            case 3: eval_k<3>(s, f, o0, no, v, cand); break;
+            case 5: eval_k<5>(s, f, o0, no, v, cand); break;
+            default: eval_k<0>(s, f, o0, no, v, cand); break;
+        }
+    }
+
+    SD_HD inline sd_cf finalize(sd_cf v) const {
+        if (activation == SD_ACT_TANH) return sd_cf_make(tanhf(v.re), tanhf(v.im));
+        return v;
+    }
+
+    SD_HD inline uint32_t in_overflowed(int32_t s) const {
+        if (in_domain != SD_DOMAIN_SPECTRAL) return 0u;
+        return sd_hdr_overflowed(xin + (int64_t)s * lin.S) != 0u ? 1u : 0u;
+    }
+};
+
+/* Host-side setup shared by both launchers: the producer and the pipeline over the workspace. */
+inline void sd_conv_setup(const sd::ConvPlan& P, const void* x, const float* w, const float* b, int32_t* y,
+                          void* workspace, sd_conv_producer* prod, sd_pipe* pipe) {
+    unsigned char* base = sd::ws_base(workspace);
+    sd_conv_producer pr;
+    pr.C = P.C;
+    pr.O = P.O;
+    pr.Hs = P.Hs;
+    pr.Ws = P.Ws;
+    pr.Wh = P.Wh;
+    pr.F = P.F;
+    pr.k = P.k;
+    pr.in_domain = P.in_domain;
+    pr.activation = P.activation;
+    pr.has_bias = P.has_bias;
+    pr.bias_scale = P.bias_scale;
+    pr.xin = P.in_domain == SD_DOMAIN_SPECTRAL ? (const int32_t*)x : nullptr;
+    pr.lin = P.in;
+    pr.X = P.in_domain == SD_DOMAIN_SPATIAL ? (const sd_cf*)(base + P.X) : nullptr;
+    pr.w = w;
+    pr.bias = P.has_bias ? b : nullptr;
+    pr.twH = (const sd_cf*)(base + P.tw_h);
+    pr.twW = (const sd_cf*)(base + P.tw_w);
+    *prod = pr;
+    *pipe = sd::make_pipe(P.pipe, base, P.B, P.out, y, 1, P.beta);
+}
+
+#endif /* SPECDEPLOY_SPEC_CONV_H */

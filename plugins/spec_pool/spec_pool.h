@@ -1,0 +1,67 @@
+/*
+ * SpecPool per-element math (docs/ops.md), shared by spec_pool.cu and spec_pool_host.cpp.
+ * Output (c, p', q') with q' <= out_Ws // 2 reads input (c, p, q') where p = p' for
+ * p' < ceil(out_Hs / 2) and p = Hs - out_Hs + p' otherwise, times sqrt(out_Hs*out_Ws/(Hs*Ws)).
+ * Kept-ness is inherited (the input mask bit); over capacity the grid (base 2^-10) applies to the
+ * scaled value.
+ */
+#ifndef SPECDEPLOY_SPEC_POOL_H
+#define SPECDEPLOY_SPEC_POOL_H
+
+#include "specdeploy/complex_math.h"
+#include "specdeploy/packed.h"
+#include "specdeploy/pipeline.h"
+#include "specdeploy/plan.h"
+#include "specdeploy/specdeploy_c.h"
+
+/* Input frequency index of output frequency f (output Hs' x Wh', input Hs x Wh). */
+SD_HD inline int32_t sd_pool_source(int32_t f, int32_t Hs, int32_t Wh, int32_t oHs, int32_t oWh) {
+    const int32_t pp = f / oWh;
+    const int32_t q = f - pp * oWh;
+    const int32_t p = pp < (oHs + 1) / 2 ? pp : Hs - oHs + pp;
+    return p * Wh + q;
+}
+
+struct sd_pool_producer {
+    static constexpr int OT = 4;
+    const int32_t* xin; /* packed [B, lin.S] */
+    sd_layout lin;
+    int32_t Hs, Wh, oHs, oWh;
+    float scale;
+
+    SD_HD inline void eval(int32_t s, int32_t f, int32_t c0, int32_t nc, sd_cf* v, bool* cand) const {
+        const int32_t fi = sd_pool_source(f, Hs, Wh, oHs, oWh);
+        const int32_t* row = xin + (int64_t)s * lin.S;
+        SD_UNROLL
+        for (int j = 0; j < OT; ++j) {
+            if (j < nc) {
+                bool kept;
+                const sd_cf z = sd_packed_get(row, lin, c0 + j, fi, &kept);
+                v[j] = sd_cscale(z, scale);
+                cand[j] = kept;
+            }
+        }
+    }
+
+    SD_HD inline sd_cf finalize(sd_cf v) const { return v; }
+
+    SD_HD inline uint32_t in_overflowed(int32_t s) const {
+        return sd_hdr_overflowed(xin + (int64_t)s * lin.S) != 0u ? 1u : 0u;
+    }
+};
+
+inline void sd_pool_setup(const sd::PoolPlan& P, const int32_t* x, int32_t* y, void* workspace, sd_pool_producer* prod,
+                          sd_pipe* pipe) {
+    sd_pool_producer pr;
+    pr.xin = x;
+    pr.lin = P.in;
+    pr.Hs = P.Hs;
+    pr.Wh = P.Wh;
+    pr.oHs = P.oHs;
+    pr.oWh = P.oWh;
+    pr.scale = P.scale;
+    *prod = pr;
+    *pipe = sd::make_pipe(P.pipe, sd::ws_base(workspace), P.B, P.out, y, 0, 0.0f);
+}
+
+#endif /* SPECDEPLOY_SPEC_POOL_H */

@@ -1,0 +1,208 @@
+"""The CUDA kernel library (libspecdeploy_kernels.so) on a GPU vs the numpy reference and vs the host
+library, through the device-pointer API with torch CUDA buffers.
+
+Marked ``gpu``: skipped (with the reason) where torch has no CUDA device. The library is taken from
+$SPECDEPLOY_KERNELS_LIB, else built once per session for the present GPU's architecture.
+
+Same grid and comparison rules as test_native_host.py, plus: the CUDA library and the host library
+compute the same fp32 bits before the activation (the shared SD_HD functions use explicit fma /
+non-contracted multiply-add), so their headers and masks must agree exactly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from specdeploy import native
+from specdeploy import packed as P
+from specdeploy import reference as R
+
+pytestmark = pytest.mark.gpu
+
+torch = pytest.importorskip("torch", reason="the GPU tests use torch CUDA buffers")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device visible to torch", allow_module_level=True)
+
+from test_native_host import (  # noqa: E402  (shared grid and comparison rules)
+    CONCAT_CASES,
+    CONV_SETTINGS,
+    CONV_SPATIAL,
+    CONV_SPECTRAL,
+    POOL_CASES,
+    TO_SPATIAL_CASES,
+    _capacity,
+    _seed,
+    assert_same_packed,
+    compare_packed,
+    conv_case,
+    make_packed,
+)
+
+
+@pytest.fixture(scope="session")
+def libs(tmp_path_factory):
+    """(cuda library, host library) built from this checkout (or $SPECDEPLOY_KERNELS_LIB)."""
+    major, minor = torch.cuda.get_device_capability()
+    env = os.environ.get("SPECDEPLOY_KERNELS_LIB")
+    bdir = tmp_path_factory.mktemp("plugins_gpu_build")
+    try:
+        host_path = native.build("host", bdir)
+        cuda_path = env or native.build("cuda", bdir, cuda_architectures=f"{major}{minor}")
+    except native.NativeBuildError as e:
+        pytest.fail(f"building the native libraries failed:\n{e}")
+    cuda = native.load("cuda", cuda_path)  # runs sd_check_device: surfaces a wrong architecture
+    return cuda, native.load("host", host_path)
+
+
+def _dev(a: np.ndarray) -> "torch.Tensor":
+    return torch.from_numpy(np.ascontiguousarray(a)).cuda()
+
+
+def _garbage(nbytes: int) -> "torch.Tensor":
+    # workspace and outputs start as garbage: the kernels must not rely on zeroed memory
+    return torch.full((max(1, nbytes),), 0xA5, dtype=torch.uint8, device="cuda")
+
+
+def _stream() -> int:
+    return torch.cuda.current_stream().cuda_stream
+
+
+def cuda_spec_conv(lib, x, w, b, *, in_domain, C, Hs, Ws, k, beta, activation, capacity, value_dtype, ws_offset=0):
+    O = w.shape[0]
+    if in_domain == "spatial":
+        p = native.conv_params(in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation,
+                               capacity=capacity, value_dtype=value_dtype, H=x.shape[2], W=x.shape[3],
+                               x_dtype=x.dtype, has_bias=b is not None)
+    else:
+        p = native.conv_params(in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation,
+                               capacity=capacity, value_dtype=value_dtype, has_bias=b is not None,
+                               in_row_words=x.shape[1])
+    B = x.shape[0]
+    S = lib.out_row_words(p)
+    xd, wd = _dev(x), _dev(w.astype(np.float32))
+    bd = _dev(b.astype(np.float32)) if b is not None else None
+    y = torch.full((B, S), -1, dtype=torch.int32, device="cuda")
+    n = lib.spec_conv_workspace_size(p, B)
+    ws = _garbage(n + ws_offset)
+    lib.spec_conv_forward_ptr(p, B, xd.data_ptr(), wd.data_ptr(), None if bd is None else bd.data_ptr(), y.data_ptr(),
+                              ws.data_ptr() + ws_offset, n, _stream())
+    torch.cuda.synchronize()
+    return y.cpu().numpy()
+
+
+def cuda_spec_pool(lib, x, **a):
+    p = native.pool_params(**a, in_row_words=x.shape[1])
+    B, S = x.shape[0], lib.out_row_words(p)
+    y = torch.full((B, S), -1, dtype=torch.int32, device="cuda")
+    n = lib.spec_pool_workspace_size(p, B)
+    ws = _garbage(n)
+    xd = _dev(x)
+    lib.spec_pool_forward_ptr(p, B, xd.data_ptr(), y.data_ptr(), ws.data_ptr(), n, _stream())
+    torch.cuda.synchronize()
+    return y.cpu().numpy()
+
+
+def cuda_spec_concat(lib, xs, **a):
+    p = native.concat_params(**a, in_row_words=[x.shape[1] for x in xs])
+    B, S = xs[0].shape[0], lib.out_row_words(p)
+    y = torch.full((B, S), -1, dtype=torch.int32, device="cuda")
+    n = lib.spec_concat_workspace_size(p, B)
+    ws = _garbage(n)
+    xds = [_dev(x) for x in xs]
+    lib.spec_concat_forward_ptr(p, B, [t.data_ptr() for t in xds], y.data_ptr(), ws.data_ptr(), n, _stream())
+    torch.cuda.synchronize()
+    return y.cpu().numpy()
+
+
+def cuda_spec_to_spatial(lib, x, *, C, Hs, Ws, value_dtype, y_dtype=np.float32):
+    p = native.to_spatial_params(C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype, in_row_words=x.shape[1], y_dtype=y_dtype)
+    B = x.shape[0]
+    tdt = torch.float32 if y_dtype == np.float32 else torch.float16
+    y = torch.full((B, C, Hs, Ws), float("nan"), dtype=tdt, device="cuda")
+    n = lib.spec_to_spatial_workspace_size(p, B)
+    ws = _garbage(n)
+    xd = _dev(x)
+    lib.spec_to_spatial_forward_ptr(p, B, xd.data_ptr(), y.data_ptr(), ws.data_ptr(), n, _stream())
+    torch.cuda.synchronize()
+    return y.cpu().numpy()
+
+
+def test_device_and_build_info(libs):
+    cuda, _ = libs
+    assert cuda.build_info.startswith("cuda")
+    cuda.check_device()
+    assert cuda.abi_version() == native.ABI_VERSION
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("setting", CONV_SETTINGS, ids=lambda s: f"b{s[0]}-{s[1]}-{s[3]}")
+@pytest.mark.parametrize("case", CONV_SPATIAL + CONV_SPECTRAL, ids=str)
+def test_spec_conv_gpu(libs, case, setting, value_dtype):
+    cuda, host = libs
+    dom = "spatial" if case in CONV_SPATIAL else "spectral"
+    rng = np.random.default_rng(_seed((case, setting, value_dtype, "gpu")))
+    x, w, b, attrs, Y, O, F = conv_case(rng, case, dom, setting, value_dtype)
+    got = cuda_spec_conv(cuda, x, w, b, **attrs)
+    ref = R.spec_conv(x, w, b, **attrs)
+    compare_packed(got, ref, C=O, F=F, value_dtype=value_dtype, scores64=Y, what=f"cuda SpecConv {attrs}")
+    hst = host.spec_conv(x, w, b, **attrs)
+    vs = P.Layout.from_row_words(O, F, hst.shape[1], value_dtype).values_start
+    assert np.array_equal(got[:, :vs], hst[:, :vs]), "cuda and host headers/masks/offsets must agree exactly"
+    compare_packed(got, hst, C=O, F=F, value_dtype=value_dtype, rtol_val=1e-6, what="cuda vs host")
+
+
+def test_spec_conv_gpu_realistic_and_unaligned_workspace(libs):
+    cuda, host = libs
+    rng = np.random.default_rng(1)
+    x, w, b, attrs, Y, O, F = conv_case(rng, (8, 32, 48, 30, 30, 3), "spatial", (0.5, "tanh", True, "tight"), "fp16")
+    got = cuda_spec_conv(cuda, x, w, b, ws_offset=3, **attrs)
+    compare_packed(got, R.spec_conv(x, w, b, **attrs), C=O, F=F, value_dtype="fp16", scores64=Y, what="realistic")
+    assert np.array_equal(got, cuda_spec_conv(cuda, x, w, b, **attrs)), "reruns must be identical"
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("rule", ["full", "tight", 1])
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_spec_pool_gpu(libs, case, rule, value_dtype):
+    cuda, _ = libs
+    B, C, Hs, Ws, oH, oW = case
+    rng = np.random.default_rng(_seed((case, rule, value_dtype, "gpu")))
+    x = make_packed(rng, B, C, Hs, Ws, value_dtype, density=0.5)
+    oF = P.num_coeffs(oH, oW)
+    d = P.decode(x, C, P.num_coeffs(Hs, Ws), value_dtype)
+    cap = _capacity(rule, C * oF, int(d.keep.reshape(B, -1).sum(axis=1).max() * oF / P.num_coeffs(Hs, Ws)))
+    a = dict(C=C, Hs=Hs, Ws=Ws, out_Hs=oH, out_Ws=oW, capacity=cap, value_dtype=value_dtype)
+    assert_same_packed(cuda_spec_pool(cuda, x, **a), R.spec_pool(x, **a), C=C, F=oF, value_dtype=value_dtype)
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("rule", ["full", "tight", 1])
+@pytest.mark.parametrize("case", CONCAT_CASES, ids=str)
+def test_spec_concat_gpu(libs, case, rule, value_dtype):
+    cuda, _ = libs
+    B, Cs, Hs, Ws = case
+    rng = np.random.default_rng(_seed((str(case), rule, value_dtype, "gpu")))
+    xs = [make_packed(rng, B, c, Hs, Ws, value_dtype, density=rng.uniform(0.2, 0.8)) for c in Cs]
+    F = P.num_coeffs(Hs, Ws)
+    nnz = sum(int(P.decode(x, c, F, value_dtype).nnz.max()) for x, c in zip(xs, Cs))
+    a = dict(C=Cs, Hs=Hs, Ws=Ws, capacity=_capacity(rule, sum(Cs) * F, nnz), value_dtype=value_dtype)
+    assert_same_packed(cuda_spec_concat(cuda, xs, **a), R.spec_concat(xs, **a), C=sum(Cs), F=F,
+                       value_dtype=value_dtype)
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", TO_SPATIAL_CASES, ids=str)
+def test_spec_to_spatial_gpu(libs, case, value_dtype):
+    cuda, host = libs
+    B, C, Hs, Ws = case
+    rng = np.random.default_rng(_seed((case, value_dtype, "gpu")))
+    x = make_packed(rng, B, C, Hs, Ws, value_dtype, density=0.7)
+    got = cuda_spec_to_spatial(cuda, x, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype)
+    ref = R.spec_to_spatial(x, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype)
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    assert float(np.abs(got - ref).max()) / scale <= 1e-5
+    half = cuda_spec_to_spatial(cuda, x, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype, y_dtype=np.float16)
+    assert np.array_equal(half, got.astype(np.float16)), "fp16 output = RNE of the fp32 output"

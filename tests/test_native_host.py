@@ -1,0 +1,614 @@
+"""The native op set (plugins/, C ABI) on the CPU: the host library vs the numpy reference.
+
+The host library (libspecdeploy_host.so) is built from the same ``__host__ __device__`` per-element
+headers, validation, workspace arithmetic and count/scan/write pipeline as the CUDA kernels, so this
+file is the CI check of the kernels' math. It builds the library once per session with cmake + g++
+(both always present in CI: a failing build fails the tests, it never skips them). The last test
+compiles the CUDA library with nvcc for every listed architecture (compile-only; no GPU needed).
+
+Comparison rules (the reference computes in float64, the kernels in fp32):
+* headers (nnz, overflowed, beta_used) bit-identical;
+* masks bit-identical except coefficients whose |Y|^2 (float64) lies within a relative 1e-5 of the
+  threshold t^2 (summation order differs);
+* values: fp32 to ~1e-5 relative, fp16 to 1 ulp; SpecPool and SpecConcat bit-identical rows
+  (pure copies and one fp32 multiply); SpecToSpatial to ~1e-5 of the output's scale.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from specdeploy import native
+from specdeploy import packed as P
+from specdeploy import reference as R
+
+# ------------------------------------------------------------------------------------------------
+# shared helpers (also imported by test_native_gpu.py)
+
+
+def make_packed(rng, B, C, Hs, Ws, value_dtype, *, density=0.4, capacity=None, overflowed=None, specials=True):
+    """Random valid packed rows (non-Hermitian spectra), with kept zeros and fp16 edge values."""
+    F = P.num_coeffs(Hs, Ws)
+    v = (rng.standard_normal((B, C, F)) + 1j * rng.standard_normal((B, C, F))).astype(np.complex64)
+    keep = rng.random((B, C, F)) < density
+    if specials:
+        u = rng.random((B, C, F))
+        v[u < 0.03] = 0  # kept zeros (where kept)
+        v[(u >= 0.03) & (u < 0.05)] *= np.float32(1e-9)  # fp16 underflow: kept, stored as 0
+    nnz = keep.reshape(B, -1).sum(axis=1)
+    cap = int(max(1, nnz.max())) if capacity is None else capacity
+    ov = rng.random(B) < 0.3 if overflowed is None else overflowed
+    return P.encode(v, keep, cap, value_dtype, 0.0, ov)
+
+
+def y64_conv(x, w, b, *, in_domain, C, Hs, Ws, value_dtype):
+    """The float64 pre-threshold spectrum Y [B, O, F] as the reference computes it."""
+    if in_domain == "spatial":
+        X = np.fft.rfft2(np.asarray(x, dtype=np.float64), s=(Hs, Ws), norm="ortho")
+    else:
+        d = P.decode(x, C, P.num_coeffs(Hs, Ws), value_dtype)
+        X = d.values.astype(np.complex128).reshape(-1, C, Hs, Ws // 2 + 1)
+    K = np.fft.rfft2(np.asarray(w, dtype=np.float64), s=(Hs, Ws))
+    Y = np.einsum("bcpq,ocpq->bopq", X, K)
+    if b is not None:
+        Y[:, :, 0, 0] += np.asarray(b, dtype=np.float64) * math.sqrt(Hs * Ws)
+    return Y.reshape(Y.shape[0], Y.shape[1], -1)
+
+
+def _seed(*parts) -> int:
+    """A seed that is the same in every process (hash() of str is randomized)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+def _f16_close(a: np.ndarray, b: np.ndarray, extra: np.ndarray | float = 0.0) -> np.ndarray:
+    """Elementwise: a and b (float32 values of fp16 numbers) differ by at most 1 fp16 ulp (+ extra)."""
+    a16 = a.astype(np.float16)
+    b16 = b.astype(np.float16)
+    big = np.maximum(np.abs(a16), np.abs(b16))
+    with np.errstate(invalid="ignore", over="ignore"):
+        ulp = np.spacing(big).astype(np.float32)
+        ok = np.abs(a - b) <= ulp * 1.0001 + extra
+    return ok | (a16 == b16) | (np.isnan(a) & np.isnan(b))
+
+
+def compare_packed(got, ref, *, C, F, value_dtype, scores64=None, rtol_thr=1e-5, rtol_val=1e-5, what=""):
+    """Compare packed rows by the rules of the module docstring; the rows of `got` must also pass
+    packed.validate (every format rule)."""
+    assert got.dtype == np.int32 and got.shape == ref.shape, f"{what}: {got.dtype} {got.shape} vs {ref.shape}"
+    dg = P.decode(got, C, F, value_dtype)  # validates every rule of the format
+    dr = P.decode(ref, C, F, value_dtype)
+    hg, hr = got[:, :4].view(np.uint32), ref[:, :4].view(np.uint32)
+    if not np.array_equal(hg, hr):
+        n = int(np.flatnonzero((hg != hr).any(axis=1))[0])
+        pytest.fail(
+            f"{what}: header of sample {n} differs: got nnz={hg[n, 0]} overflowed={hg[n, 1]} "
+            f"beta_used={dg.beta_used[n]!r}, reference nnz={hr[n, 0]} overflowed={hr[n, 1]} beta_used={dr.beta_used[n]!r}"
+        )
+    diff = dg.keep != dr.keep
+    if diff.any():
+        assert scores64 is not None, f"{what}: {int(diff.sum())} mask bits differ"
+        t = dr.beta_used.astype(np.float64)[:, None, None]
+        m = np.abs(scores64) ** 2
+        near = np.abs(m - t * t) <= rtol_thr * t * t
+        bad = diff & ~near
+        if bad.any():
+            n, c, f = (int(i[0]) for i in np.nonzero(bad))
+            pytest.fail(
+                f"{what}: mask differs at sample {n}, channel {c}, f {f} (got {dg.keep[n, c, f]}), |Y|^2 = {m[n, c, f]!r} "
+                f"is not within {rtol_thr} of t^2 = {float(t[n, 0, 0]) ** 2!r}"
+            )
+    both = dg.keep & dr.keep
+    a, b = dg.values[both], dr.values[both]
+    scale = float(np.sqrt(np.mean(np.abs(dr.values[dr.keep]) ** 2))) if dr.keep.any() else 1.0
+    scale = scale if scale > 0 else 1.0
+    if value_dtype == "fp32":
+        err = np.abs(a - b) / (np.abs(b) + scale)
+        assert err.size == 0 or err.max() <= rtol_val, f"{what}: value error {err.max():.3g} > {rtol_val}"
+    else:
+        # 1 fp16 ulp of each component, plus the fp32 tolerance of the complex value (a component much
+        # smaller than its value carries the fp32 error of the whole value)
+        tol = rtol_val * (np.abs(b) + scale)
+        ok = (_f16_close(a.real, b.real, tol) & _f16_close(a.imag, b.imag, tol))
+        assert ok.all(), f"{what}: {int((~ok).sum())} fp16 values differ by more than 1 ulp, e.g. {a[~ok][:3]} vs {b[~ok][:3]}"
+    return dg, dr
+
+
+def assert_same_packed(got, ref, *, C, F, value_dtype, what=""):
+    """Bit-identical header, mask and offsets; values equal as numbers (the reference scales by a
+    complex multiply, which can turn -0 into +0; the kernels multiply each component)."""
+    dg, dr = compare_packed(got, ref, C=C, F=F, value_dtype=value_dtype, what=what)
+    vs = P.Layout.from_row_words(C, F, ref.shape[1], value_dtype).values_start
+    assert np.array_equal(got[:, :vs], ref[:, :vs]), f"{what}: header/mask/offsets differ"
+    assert np.array_equal(dg.values, dr.values), f"{what}: values differ"
+
+
+# ------------------------------------------------------------------------------------------------
+# op cases: (B, C, O, H_or_Hs, W_or_Ws, k)
+
+CONV_SPATIAL = [
+    (2, 1, 3, 5, 4, 3),  # Hs=7 (odd), Ws=6 (even), F=28 < 128
+    (2, 3, 5, 14, 15, 3),  # Hs=16, Ws=17, F=144 > 128
+    (1, 2, 9, 20, 20, 5),  # Hs=Ws=24, F=312 (3 blocks), O=9 > 8 channels per tile
+    (2, 2, 2, 8, 9, 1),  # k = 1
+    (1, 1, 1, 1, 1, 2),  # tiny: Hs=Ws=2
+]
+CONV_SPECTRAL = [
+    (2, 4, 3, 9, 8, 3),  # F=45
+    (2, 3, 10, 16, 16, 5),  # F=144, two channel groups
+    (1, 2, 2, 33, 31, 2),  # F=528
+    (2, 1, 1, 3, 3, 3),  # k = Hs = Ws
+]
+# (beta, activation, has_bias, capacity rule): "full" = O*F, "tight" = ~35% of kept at beta, 1
+CONV_SETTINGS = [
+    (0.0, "none", True, "full"),
+    (0.5, "tanh", False, "tight"),
+    (1.0, "tanh", True, "full"),
+    (0.7, "none", True, 1),
+]
+
+
+def _capacity(rule, total, nnz_at_beta):
+    if rule == "full":
+        return total
+    if rule == "tight":
+        return max(1, int(0.35 * max(1, nnz_at_beta)))
+    return int(rule)
+
+
+def conv_case(rng, case, in_domain, setting, value_dtype, x_dtype=np.float32):
+    B, C, O, A1, A2, k = case
+    beta, activation, has_bias, rule = setting
+    if in_domain == "spatial":
+        H, W = A1, A2
+        Hs, Ws = H + k - 1, W + k - 1
+        x = rng.standard_normal((B, C, H, W)).astype(x_dtype)
+    else:
+        Hs, Ws = A1, A2
+        x = make_packed(rng, B, C, Hs, Ws, value_dtype, density=0.6)
+    F = P.num_coeffs(Hs, Ws)
+    w = (rng.standard_normal((O, C, k, k)) / math.sqrt(C * k * k)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32) * 0.3 if has_bias else None
+    Y = y64_conv(x, w, b, in_domain=in_domain, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype)
+    nnz = int((np.abs(Y) > beta).reshape(B, -1).sum(axis=1).max())
+    attrs = dict(
+        in_domain=in_domain, C=C, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation,
+        capacity=_capacity(rule, O * F, nnz), value_dtype=value_dtype,
+    )
+    return x, w, b, attrs, Y, O, F
+
+
+POOL_CASES = [  # (B, C, Hs, Ws, out_Hs, out_Ws)
+    (2, 3, 16, 16, 8, 8),
+    (2, 2, 15, 17, 8, 9),
+    (1, 2, 9, 8, 9, 8),  # identity size
+    (2, 4, 33, 20, 17, 10),  # F_in=363, F_out=102
+    (1, 1, 5, 5, 1, 1),
+    (2, 2, 12, 13, 5, 4),
+    (1, 2, 40, 40, 20, 20),  # F_out=220 > 128
+]
+TO_SPATIAL_CASES = [  # (B, C, Hs, Ws)
+    (2, 2, 7, 6),
+    (1, 3, 16, 17),
+    (2, 1, 1, 1),
+    (1, 2, 1, 8),
+    (1, 1, 9, 2),
+    (2, 2, 24, 24),
+    (1, 1, 33, 31),
+]
+CONCAT_CASES = [  # (B, [C_i], Hs, Ws)
+    (2, [2], 8, 8),
+    (2, [1, 3], 9, 7),
+    (1, [2, 1, 2, 3], 16, 16),
+    (2, [3, 2], 17, 20),
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def host_lib(tmp_path_factory) -> native.Library:
+    """Build libspecdeploy_host once per session (fails, never skips, if the build fails)."""
+    bdir = tmp_path_factory.mktemp("plugins_host_build")
+    try:
+        path = native.build("host", bdir)
+    except native.NativeBuildError as e:
+        pytest.fail(f"building the host library failed (g++ and cmake are required in CI):\n{e}")
+    lib = native.load("host", path)
+    assert lib.build_info == "host"
+    return lib
+
+
+# ------------------------------------------------------------------------------------------------
+# SpecConv
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("setting", CONV_SETTINGS, ids=lambda s: f"b{s[0]}-{s[1]}-{'bias' if s[2] else 'nob'}-{s[3]}")
+@pytest.mark.parametrize("case", CONV_SPATIAL, ids=lambda c: "B{}C{}O{}H{}W{}k{}".format(*c))
+def test_spec_conv_spatial(host_lib, case, setting, value_dtype):
+    rng = np.random.default_rng(_seed((case, setting, value_dtype)))
+    x, w, b, attrs, Y, O, F = conv_case(rng, case, "spatial", setting, value_dtype)
+    got = host_lib.spec_conv(x, w, b, **attrs)
+    ref = R.spec_conv(x, w, b, **attrs)
+    compare_packed(got, ref, C=O, F=F, value_dtype=value_dtype, scores64=Y, what=f"SpecConv {attrs}")
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("setting", CONV_SETTINGS, ids=lambda s: f"b{s[0]}-{s[1]}-{'bias' if s[2] else 'nob'}-{s[3]}")
+@pytest.mark.parametrize("case", CONV_SPECTRAL, ids=lambda c: "B{}C{}O{}Hs{}Ws{}k{}".format(*c))
+def test_spec_conv_spectral(host_lib, case, setting, value_dtype):
+    rng = np.random.default_rng(_seed((case, setting, value_dtype, "s")))
+    x, w, b, attrs, Y, O, F = conv_case(rng, case, "spectral", setting, value_dtype)
+    got = host_lib.spec_conv(x, w, b, **attrs)
+    ref = R.spec_conv(x, w, b, **attrs)
+    dg, _ = compare_packed(got, ref, C=O, F=F, value_dtype=value_dtype, scores64=Y, what=f"SpecConv {attrs}")
+    # sticky overflowed: an overflowed input sample stays flagged
+    assert (dg.overflowed >= P.decode(x, case[1], F, value_dtype).overflowed).all()
+
+
+def test_spec_conv_fp16_spatial_input(host_lib):
+    rng = np.random.default_rng(7)
+    x, w, b, attrs, Y, O, F = conv_case(rng, (2, 3, 4, 10, 9, 3), "spatial", (0.5, "tanh", True, "tight"), "fp16",
+                                        x_dtype=np.float16)
+    got = host_lib.spec_conv(x, w, b, **attrs)
+    ref = R.spec_conv(x, w, b, **attrs)
+    compare_packed(got, ref, C=O, F=F, value_dtype="fp16", scores64=Y, what="fp16 spatial input")
+
+
+def test_spec_conv_overflow_and_batch_independence(host_lib):
+    """Per-sample overflow decisions: a batch equals its samples run one by one; reruns are identical."""
+    rng = np.random.default_rng(11)
+    x, w, b, attrs, Y, O, F = conv_case(rng, (4, 2, 3, 12, 12, 3), "spatial", (0.3, "tanh", True, "tight"), "fp32")
+    x[1] *= 0.01  # sample 1 keeps few coefficients: no overflow, others overflow
+    Y = y64_conv(x, w, b, in_domain="spatial", C=2, Hs=14, Ws=14, value_dtype="fp32")
+    got = host_lib.spec_conv(x, w, b, **attrs)
+    ref = R.spec_conv(x, w, b, **attrs)
+    dg, _ = compare_packed(got, ref, C=O, F=F, value_dtype="fp32", scores64=Y, what="batch")
+    assert dg.overflowed.any() and not dg.overflowed.all()
+    assert np.array_equal(got, host_lib.spec_conv(x, w, b, **attrs))
+    for n in range(x.shape[0]):
+        assert np.array_equal(got[n : n + 1], host_lib.spec_conv(x[n : n + 1], w, b, **attrs))
+
+
+def test_spec_conv_realistic_size(host_lib):
+    """A mid-size layer (C=32, O=24, 30x30, k=3) in fp16 with overflow: the fp32 summation of 288 terms."""
+    rng = np.random.default_rng(21)
+    x, w, b, attrs, Y, O, F = conv_case(rng, (2, 32, 24, 30, 30, 3), "spatial", (0.5, "tanh", True, "tight"), "fp16")
+    got = host_lib.spec_conv(x, w, b, **attrs)
+    compare_packed(got, R.spec_conv(x, w, b, **attrs), C=O, F=F, value_dtype="fp16", scores64=Y, what="realistic")
+
+
+HYP = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+@HYP
+@given(
+    spatial=st.booleans(), B=st.integers(1, 3), C=st.integers(1, 4), O=st.integers(1, 11), k=st.integers(1, 5),
+    A1=st.integers(1, 24), A2=st.integers(1, 24), beta=st.sampled_from([0.0, 0.05, 0.4, 1.0, 3.0]),
+    activation=st.sampled_from(["tanh", "none"]), bias=st.booleans(), rule=st.sampled_from(["full", "tight", 1, 5]),
+    value_dtype=st.sampled_from(["fp32", "fp16"]), seed=st.integers(0, 2**31),
+)
+def test_spec_conv_property(host_lib, spatial, B, C, O, k, A1, A2, beta, activation, bias, rule, value_dtype, seed):
+    rng = np.random.default_rng(seed)
+    if not spatial:
+        A1, A2 = max(A1, k), max(A2, k)
+    dom = "spatial" if spatial else "spectral"
+    x, w, b, attrs, Y, O, F = conv_case(rng, (B, C, O, A1, A2, k), dom, (beta, activation, bias, rule), value_dtype)
+    compare_packed(host_lib.spec_conv(x, w, b, **attrs), R.spec_conv(x, w, b, **attrs), C=O, F=F,
+                   value_dtype=value_dtype, scores64=Y, what=f"SpecConv {attrs}")
+
+
+@HYP
+@given(
+    B=st.integers(1, 3), C=st.integers(1, 4), Hs=st.integers(1, 40), Ws=st.integers(1, 40),
+    fo=st.floats(0, 1), fw=st.floats(0, 1), fc=st.floats(0, 1), density=st.floats(0, 1),
+    value_dtype=st.sampled_from(["fp32", "fp16"]), seed=st.integers(0, 2**31),
+)
+def test_spec_pool_to_spatial_property(host_lib, B, C, Hs, Ws, fo, fw, fc, density, value_dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = make_packed(rng, B, C, Hs, Ws, value_dtype, density=density)
+    oH, oW = 1 + int(fo * (Hs - 1)), 1 + int(fw * (Ws - 1))
+    oF = P.num_coeffs(oH, oW)
+    a = dict(C=C, Hs=Hs, Ws=Ws, out_Hs=oH, out_Ws=oW, capacity=1 + int(fc * (C * oF - 1)), value_dtype=value_dtype)
+    assert_same_packed(host_lib.spec_pool(x, **a), R.spec_pool(x, **a), C=C, F=oF, value_dtype=value_dtype)
+    got = host_lib.spec_to_spatial(x, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype)
+    ref = R.spec_to_spatial(x, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype)
+    assert float(np.abs(got - ref).max()) <= 1e-5 * max(float(np.abs(ref).max()), 1e-30)
+
+
+@HYP
+@given(
+    B=st.integers(1, 3), Cs=st.lists(st.integers(1, 3), min_size=1, max_size=5), Hs=st.integers(1, 24),
+    Ws=st.integers(1, 24), fc=st.floats(0, 1), value_dtype=st.sampled_from(["fp32", "fp16"]),
+    seed=st.integers(0, 2**31),
+)
+def test_spec_concat_property(host_lib, B, Cs, Hs, Ws, fc, value_dtype, seed):
+    rng = np.random.default_rng(seed)
+    xs = [make_packed(rng, B, c, Hs, Ws, value_dtype, density=rng.uniform(0, 1)) for c in Cs]
+    F = P.num_coeffs(Hs, Ws)
+    a = dict(C=Cs, Hs=Hs, Ws=Ws, capacity=1 + int(fc * (sum(Cs) * F - 1)), value_dtype=value_dtype)
+    assert_same_packed(host_lib.spec_concat(xs, **a), R.spec_concat(xs, **a), C=sum(Cs), F=F, value_dtype=value_dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# SpecPool, SpecConcat: bit-identical
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("rule", ["full", "tight", 1])
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "B{}C{}Hs{}Ws{}to{}x{}".format(*c))
+def test_spec_pool(host_lib, case, rule, value_dtype):
+    B, C, Hs, Ws, oH, oW = case
+    rng = np.random.default_rng(_seed((case, rule, value_dtype)))
+    x = make_packed(rng, B, C, Hs, Ws, value_dtype, density=0.5)
+    oF = P.num_coeffs(oH, oW)
+    # inherited kept count, to make "tight" overflow
+    d = P.decode(x, C, P.num_coeffs(Hs, Ws), value_dtype)
+    cap = _capacity(rule, C * oF, int(d.keep.reshape(B, -1).sum(axis=1).max() * oF / P.num_coeffs(Hs, Ws)))
+    attrs = dict(C=C, Hs=Hs, Ws=Ws, out_Hs=oH, out_Ws=oW, capacity=cap, value_dtype=value_dtype)
+    got = host_lib.spec_pool(x, **attrs)
+    ref = R.spec_pool(x, **attrs)
+    assert_same_packed(got, ref, C=C, F=oF, value_dtype=value_dtype, what=f"SpecPool {attrs}")
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("rule", ["full", "tight", 1])
+@pytest.mark.parametrize("case", CONCAT_CASES, ids=lambda c: "B{}C{}Hs{}Ws{}".format(c[0], "-".join(map(str, c[1])), *c[2:]))
+def test_spec_concat(host_lib, case, rule, value_dtype):
+    B, Cs, Hs, Ws = case
+    rng = np.random.default_rng(_seed((str(case), rule, value_dtype)))
+    xs = [make_packed(rng, B, c, Hs, Ws, value_dtype, density=rng.uniform(0.2, 0.8)) for c in Cs]
+    F = P.num_coeffs(Hs, Ws)
+    nnz = sum(int(P.decode(x, c, F, value_dtype).nnz.max()) for x, c in zip(xs, Cs))
+    attrs = dict(C=Cs, Hs=Hs, Ws=Ws, capacity=_capacity(rule, sum(Cs) * F, nnz), value_dtype=value_dtype)
+    got = host_lib.spec_concat(xs, **attrs)
+    ref = R.spec_concat(xs, **attrs)
+    assert_same_packed(got, ref, C=sum(Cs), F=F, value_dtype=value_dtype, what=f"SpecConcat {attrs}")
+
+
+# ------------------------------------------------------------------------------------------------
+# SpecToSpatial
+
+
+@pytest.mark.parametrize("value_dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", TO_SPATIAL_CASES, ids=lambda c: "B{}C{}Hs{}Ws{}".format(*c))
+def test_spec_to_spatial(host_lib, case, value_dtype):
+    B, C, Hs, Ws = case
+    rng = np.random.default_rng(_seed((case, value_dtype)))
+    x = make_packed(rng, B, C, Hs, Ws, value_dtype, density=0.7)
+    got = host_lib.spec_to_spatial(x, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype)
+    ref = R.spec_to_spatial(x, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype)
+    assert got.dtype == np.float32 and got.shape == (B, C, Hs, Ws)
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    err = float(np.abs(got - ref).max()) / scale
+    assert err <= 1e-5, f"SpecToSpatial error {err:.3g} of the output scale"
+
+
+def test_spec_to_spatial_non_hermitian_matches_numpy(host_lib):
+    """Arbitrary half spectra: imaginary parts of DC / Nyquist columns are ignored as numpy does."""
+    rng = np.random.default_rng(3)
+    for Hs, Ws in ((6, 8), (5, 7), (4, 2), (1, 4)):
+        F = P.num_coeffs(Hs, Ws)
+        v = (rng.standard_normal((1, 1, F)) + 1j * rng.standard_normal((1, 1, F))).astype(np.complex64)
+        x = P.encode(v, np.ones((1, 1, F), dtype=bool), F, "fp32", 0.0, False)
+        got = host_lib.spec_to_spatial(x, C=1, Hs=Hs, Ws=Ws, value_dtype="fp32")
+        want = np.fft.irfft2(v.reshape(1, 1, Hs, -1).astype(np.complex128), s=(Hs, Ws), norm="ortho")
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
+# ------------------------------------------------------------------------------------------------
+# the C ABI: sizes, workspace rule, validation messages
+
+
+def test_row_words_and_workspace(host_lib):
+    for C, F, cap, vdt in ((1, 1, 1, "fp32"), (3, 129, 10, "fp16"), (8, 1000, 8000, "fp32")):
+        assert host_lib.packed_row_words(C, F, cap, vdt) == P.row_words(C, F, cap, vdt)
+    assert host_lib.packed_row_words(2, 5, 0, "fp32") == 0
+    assert host_lib.packed_row_words(2, 5, 11, "fp32") == 0
+    # SpecConv: a spatial input declares its dense spectrum (B*C*F complex); a spectral input
+    # declares no dense spectral buffer at all (DESIGN §5): a few KiB per sample, independent of C*F.
+    sp = native.conv_params(in_domain="spatial", C=16, O=32, H=30, W=30, Hs=32, Ws=32, k=3, beta=0.5,
+                            activation="tanh", capacity=1000, value_dtype="fp16")
+    F = 32 * 17
+    for B in (1, 8):
+        assert host_lib.spec_conv_workspace_size(sp, B) >= B * 16 * F * 8
+    S_in = P.row_words(64, F, 5000, "fp16")
+    sq = native.conv_params(in_domain="spectral", C=64, O=64, Hs=32, Ws=32, k=3, beta=0.5, activation="tanh",
+                            capacity=5000, value_dtype="fp16", in_row_words=S_in)
+    ws1, ws8 = host_lib.spec_conv_workspace_size(sq, 1), host_lib.spec_conv_workspace_size(sq, 8)
+    assert ws8 - ws1 <= 7 * 4096, (ws1, ws8)
+    assert ws8 < 64 * F * 8, "spectral SpecConv must not declare a dense spectral buffer"
+    assert host_lib.out_row_words(sq) == P.row_words(64, F, 5000, "fp16")
+
+
+def _expect_invalid(fn, *names):
+    with pytest.raises(native.NativeInvalidArgument) as ei:
+        fn()
+    msg = str(ei.value)
+    for n in names:
+        assert n in msg, f"message {msg!r} should name {n!r}"
+    return msg
+
+
+def test_validation_errors(host_lib):
+    lib = host_lib
+    good = dict(in_domain="spatial", C=2, O=3, H=6, W=5, Hs=8, Ws=7, k=3, beta=0.5, activation="tanh",
+                capacity=10, value_dtype="fp32")
+    lib.validate(native.conv_params(**good))
+    for change, name in (
+        (dict(beta=-1.0), "'beta'"),
+        (dict(beta=float("nan")), "'beta'"),
+        (dict(beta=float("inf")), "'beta'"),
+        (dict(capacity=0), "'capacity'"),
+        (dict(capacity=3 * 8 * 4 + 1), "'capacity'"),
+        (dict(Hs=9), "'Hs'"),
+        (dict(Ws=6), "'Ws'"),
+        (dict(k=0), "'k'"),
+        (dict(C=0), "'C'"),
+    ):
+        p = native.conv_params(**{**good, **change})
+        msg = _expect_invalid(lambda: lib.validate(p), "SpecConv", name)
+        assert "SD_ERR_INVALID_ARGUMENT" in msg
+    # enum fields set out of range directly in the struct
+    p = native.conv_params(**good)
+    p.value_dtype = 7
+    _expect_invalid(lambda: lib.validate(p), "'value_dtype'")
+    p = native.conv_params(**good)
+    p.activation = 2
+    _expect_invalid(lambda: lib.validate(p), "'activation'")
+    # Python-side checks name the attribute too
+    _expect_invalid(lambda: native.conv_params(**{**good, "activation": "relu"}), "'activation'")
+    _expect_invalid(lambda: native.conv_params(**{**good, "capacity": 2**31}), "'capacity'")
+    # bad in_row_words for every op with a packed input
+    F = 8 * 4
+    S = P.row_words(2, F, 10, "fp32")
+    sp = native.conv_params(**{**good, "in_domain": "spectral", "in_row_words": S + 1})
+    _expect_invalid(lambda: lib.validate(sp), "SpecConv", "'in_row_words'")
+    sp.in_row_words = S
+    lib.validate(sp)
+    sp.in_row_words = P.row_words(2, F, 2 * F, "fp32") + 2  # capacity > C*F
+    _expect_invalid(lambda: lib.validate(sp), "'in_row_words'")
+    _expect_invalid(lambda: lib.validate(native.pool_params(C=2, Hs=8, Ws=7, out_Hs=4, out_Ws=4, capacity=5,
+                                                            value_dtype="fp32", in_row_words=S - 1)), "SpecPool",
+                    "'in_row_words'")
+    _expect_invalid(lambda: lib.validate(native.pool_params(C=2, Hs=8, Ws=7, out_Hs=9, out_Ws=4, capacity=5,
+                                                            value_dtype="fp32", in_row_words=S)), "'out_Hs'")
+    _expect_invalid(lambda: lib.validate(native.pool_params(C=2, Hs=8, Ws=7, out_Hs=4, out_Ws=4, capacity=0,
+                                                            value_dtype="fp32", in_row_words=S)), "'capacity'")
+    _expect_invalid(lambda: lib.validate(native.to_spatial_params(C=2, Hs=8, Ws=7, value_dtype="fp32",
+                                                                  in_row_words=3)), "SpecToSpatial", "'in_row_words'")
+    cp = native.concat_params(C=[2, 2], Hs=8, Ws=7, capacity=10, value_dtype="fp32", in_row_words=[S, S + 7])
+    _expect_invalid(lambda: lib.validate(cp), "SpecConcat", "'in_row_words[1]'")
+    cp = native.concat_params(C=[2, 0], Hs=8, Ws=7, capacity=10, value_dtype="fp32", in_row_words=[S, S])
+    _expect_invalid(lambda: lib.validate(cp), "'C[1]'")
+    cp = native.concat_params(C=[2, 2], Hs=8, Ws=7, capacity=4 * F + 1, value_dtype="fp32", in_row_words=[S, S])
+    _expect_invalid(lambda: lib.validate(cp), "'capacity'")
+    # array-level calls surface the same errors
+    x = np.zeros((1, 2, 6, 5), dtype=np.float32)
+    w = np.zeros((3, 2, 3, 3), dtype=np.float32)
+    _expect_invalid(lambda: lib.spec_conv(x, w, None, **{k: v for k, v in good.items() if k not in ("O", "H", "W")}
+                                          | {"beta": -0.5}), "'beta'")
+
+
+def test_forward_errors_and_edge_calls(host_lib):
+    lib = host_lib
+    rng = np.random.default_rng(5)
+    x = make_packed(rng, 2, 2, 8, 7, "fp32")
+    p = native.pool_params(C=2, Hs=8, Ws=7, out_Hs=4, out_Ws=4, capacity=5, value_dtype="fp32", in_row_words=x.shape[1])
+    S = lib.out_row_words(p)
+    y = np.zeros((2, S), dtype=np.int32)
+    need = lib.spec_pool_workspace_size(p, 2)
+    ws = np.zeros(need + 64, dtype=np.uint8)
+    with pytest.raises(native.NativeError) as ei:
+        lib.spec_pool_forward_ptr(p, 2, x.ctypes.data, y.ctypes.data, ws.ctypes.data, need - 1)
+    assert ei.value.status == native.SD_ERR_WORKSPACE and "workspace" in str(ei.value)
+    with pytest.raises(native.NativeInvalidArgument):
+        lib.spec_pool_forward_ptr(p, -1, x.ctypes.data, y.ctypes.data, ws.ctypes.data, need)
+    with pytest.raises(native.NativeInvalidArgument, match="'x'"):
+        lib.spec_pool_forward_ptr(p, 2, 0, y.ctypes.data, ws.ctypes.data, need)
+    lib.spec_pool_forward_ptr(p, 0, 0, 0, 0, 0)  # batch 0: nothing to do
+    # an unaligned workspace works
+    lib.spec_pool_forward_ptr(p, 2, x.ctypes.data, y.ctypes.data, ws.ctypes.data + 3, need)
+    ref = R.spec_pool(x, C=2, Hs=8, Ws=7, out_Hs=4, out_Ws=4, capacity=5, value_dtype="fp32")
+    assert np.array_equal(y, ref)
+    # a corrupt input row (offsets past capacity) never reads out of bounds
+    bad = x.copy()
+    lay = P.Layout.from_row_words(2, P.num_coeffs(8, 7), x.shape[1], "fp32")
+    bad[:, lay.offsets_start : lay.values_start] = 10**6
+    lib.spec_pool_forward_ptr(p, 2, bad.ctypes.data, y.ctypes.data, ws.ctypes.data, need)
+    P.validate(y, 2, P.num_coeffs(4, 4), "fp32")
+    assert lib.last_error() == ""
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(native.NativeLibraryError, match="build-plugins"):
+        native.load("host", tmp_path / "nope" / "libspecdeploy_host.so")
+    junk = tmp_path / "libjunk.so"
+    junk.write_bytes(b"not an elf")
+    with pytest.raises(native.NativeLibraryError, match="cannot load"):
+        native.load("host", junk)
+    with pytest.raises(ValueError):
+        native.load("tpu")
+
+
+def test_module_level_api_matches_reference_signature(host_lib, monkeypatch):
+    """native.spec_* have the reference signatures and use the host library."""
+    import inspect
+
+    for name in ("spec_conv", "spec_pool", "spec_to_spatial", "spec_concat"):
+        assert inspect.signature(getattr(native, name)).parameters.keys() == \
+            inspect.signature(getattr(R, name)).parameters.keys(), name
+    monkeypatch.setenv("SPECDEPLOY_HOST_LIB", str(host_lib.path))
+    rng = np.random.default_rng(9)
+    x = make_packed(rng, 1, 2, 6, 6, "fp16")
+    assert np.array_equal(
+        native.spec_pool(x, C=2, Hs=6, Ws=6, out_Hs=3, out_Ws=3, capacity=8, value_dtype="fp16"),
+        R.spec_pool(x, C=2, Hs=6, Ws=6, out_Hs=3, out_Ws=3, capacity=8, value_dtype="fp16"),
+    )
+
+
+def test_cpp_tests_under_sanitizers(tmp_path_factory):
+    """plugins/tests/packed_test.cpp (fp16 RNE, grid levels, random access, the pipeline vs an encoder
+    written from the contract, every op's host path) built with ASan + UBSan, run once."""
+    bdir = tmp_path_factory.mktemp("plugins_sanitize_build")
+    try:
+        native.build("host", bdir, sanitize=True)
+    except native.NativeBuildError as e:
+        pytest.fail(f"the sanitizer build failed:\n{e}")
+    exe = bdir / "specdeploy_packed_test"
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"packed_test failed (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+    assert "all checks passed" in r.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# nvcc: every .cu compiles for every listed architecture (compile + link only; runs in CI)
+
+
+def _find_nvcc() -> str | None:
+    return shutil.which("nvcc") or next(
+        (str(p) for p in (Path("/usr/local/cuda/bin/nvcc"),) if p.exists()), None
+    )
+
+
+def test_cuda_library_compiles_for_all_archs(tmp_path_factory):
+    nvcc = _find_nvcc()
+    if nvcc is None:
+        pytest.fail("nvcc not found (PATH, /usr/local/cuda/bin): the CI image must provide the CUDA toolkit to "
+                    "compile plugins/*.cu; install it or put nvcc on PATH")
+    listed = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True).stdout
+    want = ["87", "90"] + [a for a in ("101", "110") if f"compute_{a}" in listed]
+    bdir = tmp_path_factory.mktemp("plugins_cuda_build")
+    try:
+        lib = native.build("cuda", bdir)
+    except native.NativeBuildError as e:
+        pytest.fail(f"nvcc failed to build libspecdeploy_kernels:\n{e}")
+    assert lib.exists() and lib.name == "libspecdeploy_kernels.so"
+    log = (bdir / native.BUILD_LOG).read_text()
+    cu_files = sorted(p.relative_to(native.PLUGINS_DIR) for p in native.PLUGINS_DIR.rglob("*.cu")
+                      if "trt" not in p.parts)
+    assert len(cu_files) >= 5
+    for cu in cu_files:
+        lines = [ln for ln in log.splitlines() if str(cu) in ln and "nvcc" in ln and " -c " in ln]
+        assert lines, f"{cu} was not compiled by nvcc"
+        for a in want:
+            assert re.search(rf"sm_{a}\b", lines[0]), f"{cu} not compiled for sm_{a}: {lines[0][:400]}"
+    # the C ABI is exported by the CUDA library
+    nm = shutil.which("nm")
+    if nm:
+        syms = subprocess.run([nm, "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
+        for fn in ("sd_abi_version", "sd_check_device", "sd_spec_conv_forward", "sd_spec_pool_forward",
+                   "sd_spec_to_spatial_forward", "sd_spec_concat_forward", "sd_spec_conv_workspace_size"):
+            assert re.search(rf"\bT {fn}\b", syms), f"{fn} not exported by {lib}"
