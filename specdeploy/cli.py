@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[Any], None]]:
     """Verbs defined next to their subsystems (each module imports its heavy deps lazily)."""
     regs: list[Callable[[Any], None]] = []
-    for mod in ("specdeploy.trt.cli",):
+    for mod in ("specdeploy.trt.cli", "specdeploy.memory", "specdeploy.bench", "specdeploy.sweep"):
         try:
             regs.append(__import__(mod, fromlist=["register"]).register)
         except ImportError:

@@ -8,12 +8,17 @@ input shape and batch, value precision, beta, calibration, and the TensorRT buil
 from __future__ import annotations
 
 import math
-import tomllib
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from specdeploy import packed
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # JetPack 6 ships Python 3.10
+    import tomli as tomllib
 from specdeploy.catalog import MODELS
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "export"

@@ -1,0 +1,893 @@
+/*
+ * Host-side test of the TensorRT plugin adapters: no GPU, no libnvinfer, only the TensorRT headers
+ * and a C ABI implementation that takes host pointers (specdeploy_host). It drives the plugins the
+ * way TensorRT does (getCreators -> createPlugin -> getOutputDataTypes/getOutputShapes ->
+ * supportsFormatCombination -> configurePlugin -> getWorkspaceSize -> getFieldsToSerialize ->
+ * createPlugin(kRUNTIME) -> attachToContext -> onShapeChange -> enqueue) and checks field parsing,
+ * error messages, shapes, formats and the serialization round trip.
+ *
+ * IExprBuilder/IDimensionExpr have no public constructor; the test builds stand-ins through the
+ * headers' own apiv:: implementation interfaces. That is for this test only: real engines get
+ * TensorRT's objects.
+ *
+ * Build: cmake target specdeploy_trt_host_test (plugins/cmake/tensorrt.cmake, built when the host C ABI
+ * library specdeploy_host exists), or plugins/tools/check_trt_headers.sh --host-test LIB INCLUDE_DIR.
+ * Exit status 0 = all checks passed.
+ */
+#include "trt_common/trtCommon.h"
+
+#include "spec_concat/trt/SpecConcatPlugin.h"
+#include "spec_conv/trt/SpecConvPlugin.h"
+#include "spec_pool/trt/SpecPoolPlugin.h"
+#include "spec_to_spatial/trt/SpecToSpatialPlugin.h"
+
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+extern "C" void setLoggerFinder(nvinfer1::ILoggerFinder* finder);
+extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
+
+using namespace nvinfer1;
+
+namespace
+{
+int gFailures = 0;
+
+#define CHECK(cond)                                                                                                    \
+    do                                                                                                                 \
+    {                                                                                                                  \
+        if (!(cond))                                                                                                   \
+        {                                                                                                              \
+            std::fprintf(stderr, "CHECK FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);                             \
+            ++gFailures;                                                                                               \
+        }                                                                                                              \
+    } while (0)
+
+class CapturingLogger : public ILogger
+{
+public:
+    void log(Severity severity, AsciiChar const* msg) noexcept override
+    {
+        if (severity <= Severity::kWARNING)
+        {
+            messages.emplace_back(msg);
+        }
+    }
+    bool saw(std::string const& needle) const
+    {
+        for (auto const& m : messages)
+        {
+            if (m.find(needle) != std::string::npos)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+    std::vector<std::string> messages;
+};
+
+class Finder : public ILoggerFinder
+{
+public:
+    explicit Finder(ILogger* l)
+        : mLogger(l)
+    {
+    }
+    ILogger* findLogger() override
+    {
+        return mLogger;
+    }
+
+private:
+    ILogger* mLogger;
+};
+
+// --- stand-ins for TensorRT's expression objects ------------------------------------------------
+class ConstImpl : public apiv::VDimensionExpr
+{
+public:
+    explicit ConstImpl(int64_t v)
+        : mV(v)
+    {
+    }
+    bool isConstant() const override
+    {
+        return mV >= 0;
+    }
+    int64_t getConstantValue() const override
+    {
+        return mV >= 0 ? mV : INT64_MIN;
+    }
+    bool isSizeTensor() const override
+    {
+        return false;
+    }
+    int64_t mV;
+};
+
+class Expr : public IDimensionExpr
+{
+public:
+    explicit Expr(int64_t v)
+        : mStore(v)
+    {
+        mImpl = &mStore;
+    }
+    ~Expr() noexcept override = default;
+    ConstImpl mStore;
+};
+
+class BuilderImpl : public apiv::VExprBuilder
+{
+public:
+    IDimensionExpr const* constant(int64_t value) override
+    {
+        exprs.emplace_back(value);
+        return &exprs.back();
+    }
+    IDimensionExpr const* operation(DimensionOperation, IDimensionExpr const&, IDimensionExpr const&) override
+    {
+        exprs.emplace_back(-1);
+        return &exprs.back();
+    }
+    IDimensionExpr const* declareSizeTensor(int32_t, IDimensionExpr const&, IDimensionExpr const&) override
+    {
+        exprs.emplace_back(-1);
+        return &exprs.back();
+    }
+    std::deque<Expr> exprs;
+};
+
+class Builder : public IExprBuilder
+{
+public:
+    Builder()
+    {
+        mImpl = &impl;
+    }
+    ~Builder() noexcept override = default;
+    BuilderImpl impl;
+};
+
+DimsExprs exprs(Builder& b, std::vector<int64_t> const& d) // -1 = not a build-time constant
+{
+    DimsExprs e{};
+    e.nbDims = static_cast<int32_t>(d.size());
+    for (size_t i = 0; i < d.size(); ++i)
+    {
+        e.d[i] = b.impl.constant(d[i]);
+    }
+    return e;
+}
+
+Dims dims(std::vector<int64_t> const& d)
+{
+    Dims r{};
+    r.nbDims = static_cast<int32_t>(d.size());
+    for (size_t i = 0; i < d.size(); ++i)
+    {
+        r.d[i] = d[i];
+    }
+    return r;
+}
+
+PluginTensorDesc desc(std::vector<int64_t> const& d, DataType t)
+{
+    PluginTensorDesc x{};
+    x.dims = dims(d);
+    x.type = t;
+    x.format = TensorFormat::kLINEAR;
+    x.scale = -1.F;
+    return x;
+}
+
+DynamicPluginTensorDesc ddesc(std::vector<int64_t> const& d, DataType t, int64_t minB, int64_t maxB)
+{
+    DynamicPluginTensorDesc x{};
+    std::vector<int64_t> any = d;
+    any[0] = -1;
+    x.desc = desc(any, t);
+    std::vector<int64_t> lo = d, hi = d;
+    lo[0] = minB;
+    hi[0] = maxB;
+    x.min = dims(lo);
+    x.opt = dims(hi);
+    x.max = dims(hi);
+    return x;
+}
+
+// Fields the way the ONNX parser passes them: INT -> kINT32, FLOAT -> kFLOAT32, STRING -> kCHAR with NUL.
+struct Fields
+{
+    Fields() = default;
+    Fields(Fields const&) = delete; // PluginFields point into this object
+    Fields& operator=(Fields const&) = delete;
+    std::deque<std::string> strs;
+    std::deque<std::vector<int32_t>> ints;
+    std::deque<float> floats;
+    std::vector<PluginField> f;
+    Fields& i(char const* n, int32_t v)
+    {
+        ints.push_back({v});
+        f.emplace_back(n, ints.back().data(), PluginFieldType::kINT32, 1);
+        return *this;
+    }
+    Fields& is(char const* n, std::vector<int32_t> v)
+    {
+        ints.push_back(std::move(v));
+        f.emplace_back(n, ints.back().data(), PluginFieldType::kINT32, static_cast<int32_t>(ints.back().size()));
+        return *this;
+    }
+    Fields& fl(char const* n, float v)
+    {
+        floats.push_back(v);
+        f.emplace_back(n, &floats.back(), PluginFieldType::kFLOAT32, 1);
+        return *this;
+    }
+    Fields& s(char const* n, char const* v)
+    {
+        strs.emplace_back(v);
+        f.emplace_back(n, strs.back().c_str(), PluginFieldType::kCHAR, static_cast<int32_t>(strs.back().size() + 1));
+        return *this;
+    }
+    PluginFieldCollection fc() const
+    {
+        PluginFieldCollection c{};
+        c.nbFields = static_cast<int32_t>(f.size());
+        c.fields = f.data();
+        return c;
+    }
+};
+
+IPluginCreatorV3One* creator(char const* name)
+{
+    int32_t n = 0;
+    IPluginCreatorInterface* const* list = getCreators(n);
+    for (int32_t i = 0; i < n; ++i)
+    {
+        auto* c = static_cast<IPluginCreatorV3One*>(list[i]);
+        if (std::strcmp(c->getPluginName(), name) == 0)
+        {
+            return c;
+        }
+    }
+    return nullptr;
+}
+
+struct PluginDeleter
+{
+    void operator()(IPluginV3* p) const
+    {
+        delete p;
+    }
+};
+using PluginPtr = std::unique_ptr<IPluginV3, PluginDeleter>;
+
+IPluginV3OneBuild* build(IPluginV3* p)
+{
+    return static_cast<IPluginV3OneBuild*>(p->getCapabilityInterface(PluginCapabilityType::kBUILD));
+}
+IPluginV3OneRuntime* runtime(IPluginV3* p)
+{
+    return static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+}
+IPluginV3OneCore* core(IPluginV3* p)
+{
+    return static_cast<IPluginV3OneCore*>(p->getCapabilityInterface(PluginCapabilityType::kCORE));
+}
+
+//! Serialize p's fields and create a runtime-phase plugin from them.
+PluginPtr roundTrip(IPluginCreatorV3One* c, IPluginV3* p)
+{
+    PluginFieldCollection const* fc = runtime(p)->getFieldsToSerialize();
+    CHECK(fc != nullptr);
+    return PluginPtr(c->createPlugin("roundtrip", fc, TensorRTPhase::kRUNTIME));
+}
+
+// -------------------------------------------------------------------------------------------------
+
+void testCreators()
+{
+    int32_t n = 0;
+    IPluginCreatorInterface* const* list = getCreators(n);
+    CHECK(n == 4);
+    char const* names[] = {"SpecConv", "SpecPool", "SpecToSpatial", "SpecConcat"};
+    for (char const* name : names)
+    {
+        IPluginCreatorV3One* c = creator(name);
+        CHECK(c != nullptr);
+        if (c != nullptr)
+        {
+            CHECK(std::strcmp(c->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0);
+            CHECK(std::strcmp(c->getPluginVersion(), "1") == 0);
+            CHECK(std::strcmp(c->getPluginNamespace(), "") == 0);
+            CHECK(c->getFieldNames() != nullptr && c->getFieldNames()->nbFields > 0);
+        }
+    }
+    (void) list;
+}
+
+void convFields(Fields& f, char const* domain, int32_t C, int32_t Hs, int32_t Ws, int32_t k, int32_t cap, char const* vd)
+{
+    f.s("in_domain", domain).i("C", C).i("Hs", Hs).i("Ws", Ws).i("k", k).fl("beta", 0.5F).s("activation", "tanh");
+    f.i("capacity", cap).s("value_dtype", vd);
+}
+
+void testSpecConvSpatial(CapturingLogger& log)
+{
+    IPluginCreatorV3One* c = creator("SpecConv");
+    // Layer 1 of a 28x28 model: C=1, k=3 -> Hs = Ws = 30, F = 30*16 = 480, O = 4.
+    int32_t const B = 2, C = 1, H = 28, k = 3, Hs = 30, O = 4, cap = 300;
+    int32_t const F = Hs * (Hs / 2 + 1);
+    Fields f;
+    convFields(f, "spatial", C, Hs, Hs, k, cap, "fp16");
+    PluginFieldCollection fc = f.fc();
+    PluginPtr p(c->createPlugin("conv1", &fc, TensorRTPhase::kBUILD));
+    CHECK(p != nullptr);
+    if (!p)
+    {
+        return;
+    }
+    CHECK(std::strcmp(core(p.get())->getPluginName(), "SpecConv") == 0);
+    IPluginV3OneBuild* b = build(p.get());
+    CHECK(b->getNbOutputs() == 1);
+
+    DataType in3[3] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT};
+    DataType outT{};
+    CHECK(b->getOutputDataTypes(&outT, 1, in3, 3) == 0 && outT == DataType::kINT32);
+
+    Builder eb;
+    DimsExprs ins[3] = {exprs(eb, {-1, C, H, H}), exprs(eb, {O, C, k, k}), exprs(eb, {O})};
+    DimsExprs out{};
+    CHECK(b->getOutputShapes(ins, 3, nullptr, 0, &out, 1, eb) == 0);
+    int64_t const NB = (F + 127) / 128;
+    int64_t const S = 4 + 5 * NB * O + 1 + cap * 1; // fp16 values: 1 word each
+    CHECK(out.nbDims == 2 && out.d[0] == ins[0].d[0] && out.d[1]->isConstant() && out.d[1]->getConstantValue() == S);
+
+    // O unknown at build time -> clear error
+    DimsExprs insDynO[3] = {exprs(eb, {-1, C, H, H}), exprs(eb, {-1, C, k, k}), exprs(eb, {-1})};
+    log.messages.clear();
+    CHECK(b->getOutputShapes(insDynO, 3, nullptr, 0, &out, 1, eb) != 0);
+    CHECK(log.saw("conv1") && log.saw("initializer"));
+
+    // Wrong spatial size: H = 27 with Hs = 30, k = 3
+    DimsExprs insBadH[3] = {exprs(eb, {-1, C, 27, 28}), exprs(eb, {O, C, k, k}), exprs(eb, {O})};
+    log.messages.clear();
+    CHECK(b->getOutputShapes(insBadH, 3, nullptr, 0, &out, 1, eb) != 0);
+    CHECK(log.saw("H + k - 1"));
+
+    // Formats: X float or half, W/B float, output int32, linear only.
+    DynamicPluginTensorDesc io[4] = {ddesc({B, C, H, H}, DataType::kHALF, 1, B), ddesc({O, C, k, k}, DataType::kFLOAT, O, O),
+        ddesc({O}, DataType::kFLOAT, O, O), ddesc({B, S}, DataType::kINT32, 1, B)};
+    CHECK(b->supportsFormatCombination(0, io, 3, 1));
+    io[0].desc.type = DataType::kINT32;
+    CHECK(!b->supportsFormatCombination(0, io, 3, 1));
+    io[0].desc.type = DataType::kFLOAT;
+    CHECK(b->supportsFormatCombination(0, io, 3, 1));
+    io[1].desc.type = DataType::kHALF;
+    CHECK(!b->supportsFormatCombination(1, io, 3, 1));
+    io[1].desc.type = DataType::kFLOAT;
+    CHECK(b->supportsFormatCombination(3, io, 3, 1));
+    io[3].desc.format = TensorFormat::kCHW32;
+    CHECK(!b->supportsFormatCombination(3, io, 3, 1));
+    io[3].desc.format = TensorFormat::kLINEAR;
+
+    CHECK(b->configurePlugin(io, 3, io + 3, 1) == 0);
+    size_t const ws = b->getWorkspaceSize(io, 3, io + 3, 1);
+    size_t wsExpect = 0;
+    {
+        sd_spec_conv_params prm{};
+        prm.in_domain = SD_DOMAIN_SPATIAL;
+        prm.C = C;
+        prm.O = O;
+        prm.H = H;
+        prm.W = H;
+        prm.Hs = Hs;
+        prm.Ws = Hs;
+        prm.k = k;
+        prm.beta = 0.5F;
+        prm.activation = SD_ACT_TANH;
+        prm.capacity = cap;
+        prm.value_dtype = SD_VALUE_FP16;
+        prm.x_type = SD_FLOAT32;
+        prm.has_bias = 1;
+        CHECK(sd_spec_conv_workspace_size(&prm, B, &wsExpect) == SD_OK);
+    }
+    CHECK(ws == wsExpect);
+
+    // Serialize -> runtime plugin -> attach -> onShapeChange -> enqueue on host buffers.
+    PluginPtr rt = roundTrip(c, p.get());
+    CHECK(rt != nullptr);
+    if (!rt)
+    {
+        return;
+    }
+    PluginPtr ctx(runtime(rt.get())->attachToContext(nullptr));
+    CHECK(ctx != nullptr);
+    IPluginV3OneRuntime* r = runtime(ctx.get());
+    PluginTensorDesc in[3] = {desc({B, C, H, H}, DataType::kFLOAT), desc({O, C, k, k}, DataType::kFLOAT),
+        desc({O}, DataType::kFLOAT)};
+    PluginTensorDesc o = desc({B, S}, DataType::kINT32);
+    CHECK(r->onShapeChange(in, 3, &o, 1) == 0);
+    std::vector<float> x(static_cast<size_t>(B) * C * H * H, 0.25F), w(static_cast<size_t>(O) * C * k * k, 0.1F),
+        bias(O, 0.F);
+    std::vector<int32_t> y(static_cast<size_t>(B * S), -7);
+    std::vector<unsigned char> wsBuf(ws + 16);
+    void const* ip[3] = {x.data(), w.data(), bias.data()};
+    void* op[1] = {y.data()};
+    CHECK(r->enqueue(in, &o, ip, op, wsBuf.data(), nullptr) == 0);
+    bool written = false;
+    for (int32_t v : y)
+    {
+        written = written || v != -7;
+    }
+    CHECK(written);
+
+    // Mismatched output width at runtime -> refused
+    PluginTensorDesc oBad = desc({B, S + 1}, DataType::kINT32);
+    log.messages.clear();
+    CHECK(r->onShapeChange(in, 3, &oBad, 1) != 0);
+    CHECK(log.saw("S_out"));
+}
+
+void testSpecConvSpectralNoBias()
+{
+    IPluginCreatorV3One* c = creator("SpecConv");
+    int32_t const B = 3, C = 4, Hs = 15, O = 8, k = 3, cap = 200, capIn = 100;
+    int32_t const F = Hs * (Hs / 2 + 1);
+    Fields f;
+    convFields(f, "spectral", C, Hs, Hs, k, cap, "fp32");
+    PluginFieldCollection fc = f.fc();
+    PluginPtr p(c->createPlugin("conv2", &fc, TensorRTPhase::kBUILD));
+    CHECK(p != nullptr);
+    if (!p)
+    {
+        return;
+    }
+    IPluginV3OneBuild* b = build(p.get());
+    int64_t const Sin = sd_packed_row_words(C, F, capIn, SD_VALUE_FP32);
+    int64_t const Sout = sd_packed_row_words(O, F, cap, SD_VALUE_FP32);
+    Builder eb;
+    DimsExprs ins[2] = {exprs(eb, {-1, Sin}), exprs(eb, {O, C, k, k})};
+    DimsExprs out{};
+    CHECK(b->getOutputShapes(ins, 2, nullptr, 0, &out, 1, eb) == 0);
+    CHECK(out.d[1]->getConstantValue() == Sout);
+    DataType in2[2] = {DataType::kINT32, DataType::kFLOAT};
+    DataType outT{};
+    CHECK(b->getOutputDataTypes(&outT, 1, in2, 2) == 0 && outT == DataType::kINT32);
+    DynamicPluginTensorDesc io[3] = {ddesc({B, Sin}, DataType::kINT32, 1, B),
+        ddesc({O, C, k, k}, DataType::kFLOAT, O, O), ddesc({B, Sout}, DataType::kINT32, 1, B)};
+    CHECK(b->supportsFormatCombination(0, io, 2, 1));
+    CHECK(b->configurePlugin(io, 2, io + 2, 1) == 0);
+    PluginPtr rt = roundTrip(c, p.get());
+    CHECK(rt != nullptr);
+    if (!rt)
+    {
+        return;
+    }
+    IPluginV3OneRuntime* r = runtime(rt.get());
+    PluginTensorDesc in[2] = {desc({B, Sin}, DataType::kINT32), desc({O, C, k, k}, DataType::kFLOAT)};
+    PluginTensorDesc o = desc({B, Sout}, DataType::kINT32);
+    CHECK(r->onShapeChange(in, 2, &o, 1) == 0);
+    std::vector<int32_t> x(static_cast<size_t>(B * Sin), 0); // empty packed rows (nnz 0): valid input
+    std::vector<float> w(static_cast<size_t>(O) * C * k * k, 0.1F);
+    std::vector<int32_t> y(static_cast<size_t>(B * Sout), 0);
+    std::vector<unsigned char> ws(b->getWorkspaceSize(io, 2, io + 2, 1) + 16);
+    void const* ip[2] = {x.data(), w.data()};
+    void* op[1] = {y.data()};
+    CHECK(r->enqueue(in, &o, ip, op, ws.data(), nullptr) == 0);
+}
+
+void expectRefused(CapturingLogger& log, IPluginCreatorV3One* c, Fields const& f, char const* expect)
+{
+    PluginFieldCollection fc = f.fc();
+    log.messages.clear();
+    IPluginV3* p = c->createPlugin("badnode", &fc, TensorRTPhase::kBUILD);
+    CHECK(p == nullptr);
+    delete p;
+    bool const named = log.saw(expect) && log.saw("badnode");
+    if (!named)
+    {
+        std::fprintf(stderr, "expected a message naming '%s' and the node; got:\n", expect);
+        for (auto const& m : log.messages)
+        {
+            std::fprintf(stderr, "  %s\n", m.c_str());
+        }
+    }
+    CHECK(named);
+}
+
+void testCreateErrors(CapturingLogger& log)
+{
+    IPluginCreatorV3One* c = creator("SpecConv");
+    {
+        Fields f;
+        convFields(f, "spatial", 1, 30, 30, 3, 100, "fp64");
+        expectRefused(log, c, f, "value_dtype");
+    }
+    {
+        Fields f;
+        convFields(f, "frequency", 1, 30, 30, 3, 100, "fp32");
+        expectRefused(log, c, f, "in_domain");
+    }
+    {
+        Fields f;
+        convFields(f, "spatial", 1, 30, 30, 3, 0, "fp32");
+        expectRefused(log, c, f, "capacity");
+    }
+    {
+        Fields f;
+        convFields(f, "spatial", 0, 30, 30, 3, 100, "fp32");
+        expectRefused(log, c, f, "C");
+    }
+    {
+        Fields f;
+        f.s("in_domain", "spatial").i("C", 1).i("Hs", 30).i("Ws", 30).fl("beta", 0.5F).s("activation", "tanh");
+        f.i("capacity", 100).s("value_dtype", "fp32");
+        expectRefused(log, c, f, "'k' is missing");
+    }
+    {
+        Fields f;
+        convFields(f, "spatial", 1, 30, 30, 3, 100, "fp32");
+        f.f[5] = PluginField("beta", f.ints.front().data(), PluginFieldType::kINT32, 1);
+        expectRefused(log, c, f, "'beta'");
+    }
+}
+
+void testSpecPoolAndToSpatial()
+{
+    int32_t const B = 2, C = 8, Hs = 30, oHs = 15, cap = 500, capIn = 900;
+    int32_t const F = Hs * (Hs / 2 + 1), Fo = oHs * (oHs / 2 + 1);
+    {
+        IPluginCreatorV3One* c = creator("SpecPool");
+        Fields f;
+        f.i("C", C).i("Hs", Hs).i("Ws", Hs).i("out_Hs", oHs).i("out_Ws", oHs).i("capacity", cap).s("value_dtype", "fp16");
+        PluginFieldCollection fc = f.fc();
+        PluginPtr p(c->createPlugin("pool1", &fc, TensorRTPhase::kBUILD));
+        CHECK(p != nullptr);
+        if (p)
+        {
+            IPluginV3OneBuild* b = build(p.get());
+            int64_t const Sin = sd_packed_row_words(C, F, capIn, SD_VALUE_FP16);
+            int64_t const Sout = sd_packed_row_words(C, Fo, cap, SD_VALUE_FP16);
+            Builder eb;
+            DimsExprs in = exprs(eb, {-1, Sin});
+            DimsExprs out{};
+            CHECK(b->getOutputShapes(&in, 1, nullptr, 0, &out, 1, eb) == 0);
+            CHECK(out.d[1]->getConstantValue() == Sout);
+            DynamicPluginTensorDesc io[2] = {ddesc({B, Sin}, DataType::kINT32, 1, B), ddesc({B, Sout}, DataType::kINT32, 1, B)};
+            CHECK(b->supportsFormatCombination(0, io, 1, 1) && b->supportsFormatCombination(1, io, 1, 1));
+            CHECK(b->configurePlugin(io, 1, io + 1, 1) == 0);
+            PluginPtr rt = roundTrip(c, p.get());
+            CHECK(rt != nullptr);
+            if (rt)
+            {
+                PluginTensorDesc i0 = desc({B, Sin}, DataType::kINT32), o0 = desc({B, Sout}, DataType::kINT32);
+                CHECK(runtime(rt.get())->onShapeChange(&i0, 1, &o0, 1) == 0);
+                std::vector<int32_t> x(static_cast<size_t>(B * Sin), 0), y(static_cast<size_t>(B * Sout), 0);
+                std::vector<unsigned char> ws(b->getWorkspaceSize(io, 1, io + 1, 1) + 16);
+                void const* ip[1] = {x.data()};
+                void* op[1] = {y.data()};
+                CHECK(runtime(rt.get())->enqueue(&i0, &o0, ip, op, ws.data(), nullptr) == 0);
+            }
+        }
+        Fields bad;
+        bad.i("C", C).i("Hs", Hs).i("Ws", Hs).i("out_Hs", Hs + 1).i("out_Ws", oHs).i("capacity", cap).s("value_dtype", "fp16");
+        PluginFieldCollection bfc = bad.fc();
+        IPluginV3* q = c->createPlugin("pool_bad", &bfc, TensorRTPhase::kBUILD);
+        CHECK(q == nullptr);
+        delete q;
+    }
+    {
+        IPluginCreatorV3One* c = creator("SpecToSpatial");
+        Fields f;
+        f.i("C", C).i("Hs", oHs).i("Ws", oHs).s("value_dtype", "fp16");
+        PluginFieldCollection fc = f.fc();
+        PluginPtr p(c->createPlugin("to_spatial", &fc, TensorRTPhase::kBUILD));
+        CHECK(p != nullptr);
+        if (p)
+        {
+            IPluginV3OneBuild* b = build(p.get());
+            int64_t const Sin = sd_packed_row_words(C, Fo, cap, SD_VALUE_FP16);
+            Builder eb;
+            DimsExprs in = exprs(eb, {-1, Sin});
+            DimsExprs out{};
+            CHECK(b->getOutputShapes(&in, 1, nullptr, 0, &out, 1, eb) == 0);
+            CHECK(out.nbDims == 4 && out.d[1]->getConstantValue() == C && out.d[2]->getConstantValue() == oHs
+                && out.d[3]->getConstantValue() == oHs);
+            DataType it = DataType::kINT32, ot{};
+            CHECK(b->getOutputDataTypes(&ot, 1, &it, 1) == 0 && ot == DataType::kFLOAT);
+            DynamicPluginTensorDesc io[2] = {ddesc({B, Sin}, DataType::kINT32, 1, B),
+                ddesc({B, C, oHs, oHs}, DataType::kHALF, 1, B)};
+            CHECK(b->supportsFormatCombination(1, io, 1, 1)); // half output accepted
+            CHECK(b->configurePlugin(io, 1, io + 1, 1) == 0);
+            PluginPtr rt = roundTrip(c, p.get());
+            CHECK(rt != nullptr);
+            if (rt)
+            {
+                PluginTensorDesc i0 = desc({B, Sin}, DataType::kINT32), o0 = desc({B, C, oHs, oHs}, DataType::kFLOAT);
+                CHECK(runtime(rt.get())->onShapeChange(&i0, 1, &o0, 1) == 0);
+                std::vector<int32_t> x(static_cast<size_t>(B * Sin), 0);
+                std::vector<float> y(static_cast<size_t>(B) * C * oHs * oHs, 1.F);
+                std::vector<unsigned char> ws(b->getWorkspaceSize(io, 1, io + 1, 1) + 16);
+                void const* ip[1] = {x.data()};
+                void* op[1] = {y.data()};
+                CHECK(runtime(rt.get())->enqueue(&i0, &o0, ip, op, ws.data(), nullptr) == 0);
+                bool zeros = true; // an empty spectrum is the zero map
+                for (float v : y)
+                {
+                    zeros = zeros && v == 0.F;
+                }
+                CHECK(zeros);
+            }
+        }
+    }
+}
+
+void testSpecConcat(CapturingLogger& log)
+{
+    IPluginCreatorV3One* c = creator("SpecConcat");
+    int32_t const B = 2, Hs = 8, cap = 300;
+    std::vector<int32_t> Cs = {4, 6, 2};
+    int32_t const F = Hs * (Hs / 2 + 1);
+    Fields f;
+    f.is("C", Cs).i("Hs", Hs).i("Ws", Hs).i("capacity", cap).s("value_dtype", "fp32");
+    PluginFieldCollection fc = f.fc();
+    PluginPtr p(c->createPlugin("cat1", &fc, TensorRTPhase::kBUILD));
+    CHECK(p != nullptr);
+    if (!p)
+    {
+        return;
+    }
+    IPluginV3OneBuild* b = build(p.get());
+    std::vector<int64_t> Sin = {sd_packed_row_words(4, F, 50, 0), sd_packed_row_words(6, F, 70, 0),
+        sd_packed_row_words(2, F, 10, 0)};
+    int64_t const Sout = sd_packed_row_words(12, F, cap, 0);
+    Builder eb;
+    DimsExprs ins[3] = {exprs(eb, {-1, Sin[0]}), exprs(eb, {-1, Sin[1]}), exprs(eb, {-1, Sin[2]})};
+    DimsExprs out{};
+    CHECK(b->getOutputShapes(ins, 3, nullptr, 0, &out, 1, eb) == 0);
+    CHECK(out.d[1]->getConstantValue() == Sout);
+    log.messages.clear();
+    CHECK(b->getOutputShapes(ins, 2, nullptr, 0, &out, 1, eb) != 0);
+    CHECK(log.saw("field 'C' lists 3"));
+    DynamicPluginTensorDesc io[4] = {ddesc({B, Sin[0]}, DataType::kINT32, 1, B), ddesc({B, Sin[1]}, DataType::kINT32, 1, B),
+        ddesc({B, Sin[2]}, DataType::kINT32, 1, B), ddesc({B, Sout}, DataType::kINT32, 1, B)};
+    CHECK(b->configurePlugin(io, 3, io + 3, 1) == 0);
+    PluginPtr rt = roundTrip(c, p.get());
+    CHECK(rt != nullptr);
+    if (!rt)
+    {
+        return;
+    }
+    PluginTensorDesc in[3] = {desc({B, Sin[0]}, DataType::kINT32), desc({B, Sin[1]}, DataType::kINT32),
+        desc({B, Sin[2]}, DataType::kINT32)};
+    PluginTensorDesc o = desc({B, Sout}, DataType::kINT32);
+    CHECK(runtime(rt.get())->onShapeChange(in, 3, &o, 1) == 0);
+    std::vector<int32_t> x0(static_cast<size_t>(B * Sin[0]), 0), x1(static_cast<size_t>(B * Sin[1]), 0),
+        x2(static_cast<size_t>(B * Sin[2]), 0), y(static_cast<size_t>(B * Sout), 0);
+    std::vector<unsigned char> ws(b->getWorkspaceSize(io, 3, io + 3, 1) + 16);
+    void const* ip[3] = {x0.data(), x1.data(), x2.data()};
+    void* op[1] = {y.data()};
+    CHECK(runtime(rt.get())->enqueue(in, &o, ip, op, ws.data(), nullptr) == 0);
+}
+
+//! Runs a runtime-phase plugin (created from `f`) on host buffers: onShapeChange + enqueue.
+bool runPlugin(char const* op, Fields const& f, std::vector<PluginTensorDesc> const& in, PluginTensorDesc const& out,
+    std::vector<void const*> const& inputs, void* output, size_t workspaceBytes)
+{
+    IPluginCreatorV3One* c = creator(op);
+    PluginFieldCollection fc = f.fc();
+    PluginPtr p(c->createPlugin("chain", &fc, TensorRTPhase::kRUNTIME));
+    if (!p)
+    {
+        return false;
+    }
+    PluginPtr ctx(runtime(p.get())->attachToContext(nullptr));
+    IPluginV3OneRuntime* r = runtime(ctx.get());
+    if (r->onShapeChange(in.data(), static_cast<int32_t>(in.size()), &out, 1) != 0)
+    {
+        return false;
+    }
+    std::vector<unsigned char> ws(workspaceBytes + 64);
+    void* outs[1] = {output};
+    return r->enqueue(in.data(), &out, inputs.data(), outs, ws.data(), nullptr) == 0;
+}
+
+//! conv1 (spatial, bias) -> pool -> conv2 (spectral, no bias) -> concat(conv2, conv2) -> to_spatial, every
+//! step through the plugin and through the C ABI directly with hand-written parameters: the outputs
+//! must be bit-identical, i.e. the adapters pass the right parameters, pointers and workspace.
+void testChainMatchesAbi()
+{
+    int32_t const B = 2, C = 2, H = 14, k = 3, Hs = H + k - 1, O = 4, cap1 = 180, pHs = 8, cap2 = 90, O2 = 3;
+    int32_t const cap3 = 120, capCat = 200;
+    int32_t const F1 = Hs * (Hs / 2 + 1), F2 = pHs * (pHs / 2 + 1);
+    uint32_t seed = 12345;
+    auto rnd = [&seed]() {
+        seed = seed * 1664525u + 1013904223u;
+        return static_cast<float>((seed >> 8) & 0xFFFF) / 32768.F - 1.F;
+    };
+    std::vector<float> x(static_cast<size_t>(B) * C * H * H), w1(static_cast<size_t>(O) * C * k * k), b1(O),
+        w2(static_cast<size_t>(O2) * O * k * k);
+    for (auto* v : {&x, &w1, &b1, &w2})
+    {
+        for (float& e : *v)
+        {
+            e = rnd();
+        }
+    }
+
+    // conv1: spatial, fp16 values, bias
+    sd_spec_conv_params c1{};
+    c1.in_domain = SD_DOMAIN_SPATIAL;
+    c1.C = C;
+    c1.O = O;
+    c1.H = H;
+    c1.W = H;
+    c1.Hs = Hs;
+    c1.Ws = Hs;
+    c1.k = k;
+    c1.beta = 0.05F;
+    c1.activation = SD_ACT_TANH;
+    c1.capacity = cap1;
+    c1.value_dtype = SD_VALUE_FP16;
+    c1.x_type = SD_FLOAT32;
+    c1.has_bias = 1;
+    int64_t const S1 = sd_spec_conv_out_row_words(&c1);
+    CHECK(S1 == sd_packed_row_words(O, F1, cap1, SD_VALUE_FP16));
+    size_t ws1 = 0;
+    CHECK(sd_spec_conv_workspace_size(&c1, B, &ws1) == SD_OK);
+    std::vector<int32_t> y1(static_cast<size_t>(B * S1), 0), y1ref(static_cast<size_t>(B * S1), 0);
+    std::vector<unsigned char> wsRef(ws1 + 64);
+    CHECK(sd_spec_conv_forward(&c1, B, x.data(), w1.data(), b1.data(), y1ref.data(), wsRef.data(), ws1, nullptr)
+        == SD_OK);
+    {
+        Fields f;
+        f.s("in_domain", "spatial").i("C", C).i("Hs", Hs).i("Ws", Hs).i("k", k).fl("beta", 0.05F);
+        f.s("activation", "tanh").i("capacity", cap1).s("value_dtype", "fp16");
+        CHECK(runPlugin("SpecConv", f,
+            {desc({B, C, H, H}, DataType::kFLOAT), desc({O, C, k, k}, DataType::kFLOAT), desc({O}, DataType::kFLOAT)},
+            desc({B, S1}, DataType::kINT32), {x.data(), w1.data(), b1.data()}, y1.data(), ws1));
+    }
+    CHECK(y1 == y1ref);
+    CHECK(y1[0] > 0); // some coefficients kept
+
+    // pool: 16x16 -> 8x8
+    sd_spec_pool_params pp{};
+    pp.C = O;
+    pp.Hs = Hs;
+    pp.Ws = Hs;
+    pp.out_Hs = pHs;
+    pp.out_Ws = pHs;
+    pp.capacity = cap2;
+    pp.value_dtype = SD_VALUE_FP16;
+    pp.in_row_words = S1;
+    int64_t const S2 = sd_spec_pool_out_row_words(&pp);
+    size_t ws2 = 0;
+    CHECK(sd_spec_pool_workspace_size(&pp, B, &ws2) == SD_OK);
+    std::vector<int32_t> y2(static_cast<size_t>(B * S2), 0), y2ref(static_cast<size_t>(B * S2), 0);
+    wsRef.assign(ws2 + 64, 0);
+    CHECK(sd_spec_pool_forward(&pp, B, y1ref.data(), y2ref.data(), wsRef.data(), ws2, nullptr) == SD_OK);
+    {
+        Fields f;
+        f.i("C", O).i("Hs", Hs).i("Ws", Hs).i("out_Hs", pHs).i("out_Ws", pHs).i("capacity", cap2);
+        f.s("value_dtype", "fp16");
+        CHECK(runPlugin("SpecPool", f, {desc({B, S1}, DataType::kINT32)}, desc({B, S2}, DataType::kINT32),
+            {y1.data()}, y2.data(), ws2));
+    }
+    CHECK(y2 == y2ref);
+
+    // conv2: spectral, no bias
+    sd_spec_conv_params c2{};
+    c2.in_domain = SD_DOMAIN_SPECTRAL;
+    c2.C = O;
+    c2.O = O2;
+    c2.Hs = pHs;
+    c2.Ws = pHs;
+    c2.k = k;
+    c2.beta = 0.01F;
+    c2.activation = SD_ACT_NONE;
+    c2.capacity = cap3;
+    c2.value_dtype = SD_VALUE_FP16;
+    c2.x_type = SD_FLOAT32;
+    c2.has_bias = 0;
+    c2.in_row_words = S2;
+    int64_t const S3 = sd_spec_conv_out_row_words(&c2);
+    size_t ws3 = 0;
+    CHECK(sd_spec_conv_workspace_size(&c2, B, &ws3) == SD_OK);
+    std::vector<int32_t> y3(static_cast<size_t>(B * S3), 0), y3ref(static_cast<size_t>(B * S3), 0);
+    wsRef.assign(ws3 + 64, 0);
+    CHECK(sd_spec_conv_forward(&c2, B, y2ref.data(), w2.data(), nullptr, y3ref.data(), wsRef.data(), ws3, nullptr)
+        == SD_OK);
+    {
+        Fields f;
+        f.s("in_domain", "spectral").i("C", O).i("Hs", pHs).i("Ws", pHs).i("k", k).fl("beta", 0.01F);
+        f.s("activation", "none").i("capacity", cap3).s("value_dtype", "fp16");
+        CHECK(runPlugin("SpecConv", f, {desc({B, S2}, DataType::kINT32), desc({O2, O, k, k}, DataType::kFLOAT)},
+            desc({B, S3}, DataType::kINT32), {y2.data(), w2.data()}, y3.data(), ws3));
+    }
+    CHECK(y3 == y3ref);
+
+    // concat(conv2, pool): C = [O2, O]
+    sd_spec_concat_params cc{};
+    cc.n_inputs = 2;
+    cc.C[0] = O2;
+    cc.C[1] = O;
+    cc.in_row_words[0] = S3;
+    cc.in_row_words[1] = S2;
+    cc.Hs = pHs;
+    cc.Ws = pHs;
+    cc.capacity = capCat;
+    cc.value_dtype = SD_VALUE_FP16;
+    int64_t const S4 = sd_spec_concat_out_row_words(&cc);
+    CHECK(S4 == sd_packed_row_words(O2 + O, F2, capCat, SD_VALUE_FP16));
+    size_t ws4 = 0;
+    CHECK(sd_spec_concat_workspace_size(&cc, B, &ws4) == SD_OK);
+    std::vector<int32_t> y4(static_cast<size_t>(B * S4), 0), y4ref(static_cast<size_t>(B * S4), 0);
+    wsRef.assign(ws4 + 64, 0);
+    int32_t const* xs[2] = {y3ref.data(), y2ref.data()};
+    CHECK(sd_spec_concat_forward(&cc, B, xs, y4ref.data(), wsRef.data(), ws4, nullptr) == SD_OK);
+    {
+        Fields f;
+        f.is("C", {O2, O}).i("Hs", pHs).i("Ws", pHs).i("capacity", capCat).s("value_dtype", "fp16");
+        CHECK(runPlugin("SpecConcat", f, {desc({B, S3}, DataType::kINT32), desc({B, S2}, DataType::kINT32)},
+            desc({B, S4}, DataType::kINT32), {y3.data(), y2.data()}, y4.data(), ws4));
+    }
+    CHECK(y4 == y4ref);
+
+    // to spatial, fp32 and fp16 outputs
+    for (DataType yt : {DataType::kFLOAT, DataType::kHALF})
+    {
+        sd_spec_to_spatial_params ts{};
+        ts.C = O2 + O;
+        ts.Hs = pHs;
+        ts.Ws = pHs;
+        ts.value_dtype = SD_VALUE_FP16;
+        ts.y_type = yt == DataType::kFLOAT ? SD_FLOAT32 : SD_FLOAT16;
+        ts.in_row_words = S4;
+        size_t ws5 = 0;
+        CHECK(sd_spec_to_spatial_workspace_size(&ts, B, &ws5) == SD_OK);
+        size_t const bytes = static_cast<size_t>(B) * (O2 + O) * pHs * pHs * (yt == DataType::kFLOAT ? 4 : 2);
+        std::vector<unsigned char> y5(bytes, 0), y5ref(bytes, 0);
+        wsRef.assign(ws5 + 64, 0);
+        CHECK(sd_spec_to_spatial_forward(&ts, B, y4ref.data(), y5ref.data(), wsRef.data(), ws5, nullptr) == SD_OK);
+        Fields f;
+        f.i("C", O2 + O).i("Hs", pHs).i("Ws", pHs).s("value_dtype", "fp16");
+        CHECK(runPlugin("SpecToSpatial", f, {desc({B, S4}, DataType::kINT32)}, desc({B, O2 + O, pHs, pHs}, yt),
+            {y4.data()}, y5.data(), ws5));
+        CHECK(y5 == y5ref);
+    }
+    (void) F2;
+}
+
+} // namespace
+
+int main()
+{
+    CapturingLogger logger;
+    Finder finder(&logger);
+    setLoggerFinder(&finder);
+    std::printf("C ABI: %s (abi %d)\n", sd_build_info(), sd_abi_version());
+    testCreators();
+    testSpecConvSpatial(logger);
+    testSpecConvSpectralNoBias();
+    testCreateErrors(logger);
+    testSpecPoolAndToSpatial();
+    testSpecConcat(logger);
+    if (std::strcmp(sd_build_info(), "stub") != 0)
+    {
+        testChainMatchesAbi(); // needs a real implementation of the C ABI (the host library)
+    }
+    if (gFailures != 0)
+    {
+        std::fprintf(stderr, "%d check(s) failed\n", gFailures);
+        return 1;
+    }
+    std::printf("all TensorRT plugin host checks passed\n");
+    return 0;
+}

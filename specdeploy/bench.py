@@ -1,0 +1,387 @@
+"""Bench a spectral model against its spatial twin: accuracy, planned and measured memory, latency.
+
+Why both models in one call: DESIGN §1 says every comparison is twin vs twin, same batch, same
+precision, measured in the same run. So ``run_bench`` opens both files on the same backend, feeds them
+the same test images (each normalized with its own metadata's data set and fitted to its own input),
+and writes one record per batch size with the spectral figures, the twin's, and their ratios.
+
+Figures per model and batch (schema: docs/bench.md):
+* ``planned_peak_bytes``: ``specdeploy.memory.plan`` at that batch; activations counted as fp16 for
+  both models when the spectral model stores fp16 values (the twin at its best precision).
+* ``accuracy`` / ``overflowed``: over the evaluated test samples. Every op is per sample, so the
+  result does not depend on the batch; it is evaluated once per model, at the largest batch asked for.
+* ``latency_ms``: median wall time of one ``run`` of a batch, warmup runs excluded.
+* ``measured``: what the backend's ``Session.memory()`` reports (CPU backends: process RSS deltas).
+
+CLI: ``specdeploy bench SPEC.onnx --twin TWIN.onnx --backend ort --batch 1,8,32 --json out.json
+--csv out.csv --plot out.png``. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import time
+from importlib import metadata as _md
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+SCHEMA = "specdeploy-bench"
+SCHEMA_VERSION = 1
+MODELS = ("spec", "twin")
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "run_bench", "write_json", "write_csv", "write_plot", "environment",
+           "load_eval_data", "measured_peak", "summary", "parse_batches", "register"]
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def load_eval_data(info: Any, data: str | None, data_dir: str | None, samples: int | None,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Normalized float32 NCHW test images and labels fitted to a model's input, plus a description.
+
+    ``data`` defaults to the model's metadata data set; normalization always uses the metadata's name
+    (the constants the model was trained with), falling back to ``data``.
+    """
+    from specdeploy import data as datasets
+
+    name = data or info.data_name
+    if not name:
+        raise ValueError(f"{info.label}: no data set given (--data) and the model has no 'specdeploy.data' metadata")
+    _, C, H, W = info.input_shape
+    if H != W:
+        raise ValueError(f"{info.label}: input {H}x{W} is not square; the data sets are fitted to square images")
+    ds = datasets.load(name, "test", data_dir)
+    if samples is not None:
+        ds = datasets.subset(ds, samples, seed)
+    ds = datasets.fit(ds, H, C)
+    norm = info.data_name or name
+    x = datasets.normalize(ds.images, norm)
+    desc = {"name": name, "split": "test", "samples": int(len(ds.labels)), "normalization": norm, "seed": seed}
+    return x, ds.labels.astype(np.int64), desc
+
+
+# -------------------------------------------------------------------------------------- measuring
+
+
+def environment(backend: str) -> dict[str, Any]:
+    """Where and with what the figures were measured (machine, versions, date)."""
+    versions = {}
+    for pkg in ("specdeploy", "numpy", "onnx", "onnxruntime", "onnxruntime-extensions", "tensorrt"):
+        try:
+            versions[pkg] = _md.version(pkg)
+        except _md.PackageNotFoundError:
+            continue
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "backend": backend,
+    }
+
+
+def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> tuple[float, int]:
+    """Accuracy and overflowed-sample count in chunks of ``batch`` (a static model's last chunk is padded)."""
+    correct = overflowed = 0
+    static = sess.input_shape[0] is not None
+    for i in range(0, len(x), batch):
+        chunk = x[i : i + batch]
+        n = len(chunk)
+        if static and n < batch:
+            chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
+        logits = sess.run(chunk)[:n]
+        correct += int((logits.argmax(axis=1) == y[i : i + n]).sum())
+        overflowed += int(np.asarray(sess.last_overflowed[:n]).sum())
+        bar.update(1)
+    return correct / max(1, len(x)), overflowed
+
+
+def _latency(sess: Any, x: np.ndarray, batch: int, warmup: int, repeats: int, bar: Any) -> dict[str, float]:
+    reps = -(-batch // len(x))
+    xb = np.ascontiguousarray(np.concatenate([x] * reps)[:batch] if reps > 1 else x[:batch])
+    for _ in range(warmup):
+        sess.run(xb)
+        bar.update(1)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(xb)
+        times.append((time.perf_counter() - t0) * 1e3)
+        bar.update(1)
+    times.sort()
+    return {"latency_ms": statistics.median(times), "latency_ms_min": times[0],
+            "latency_ms_p90": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]}
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return float(a) / float(b)
+
+
+def measured_peak(m: dict[str, Any] | None) -> tuple[int | None, str | None]:
+    """The one measured figure compared across models, and where it came from (docs/bench.md).
+
+    Preference: TensorRT's ``device_memory_size`` (DESIGN §5 figure 2), the cuda backend's allocator
+    peak ``device_peak_bytes`` (figure 4), then the CPU backends' ``run_peak_rss_delta_bytes``.
+    """
+    if not m:
+        return None, None
+    trt = m.get("tensorrt")
+    if isinstance(trt, dict) and trt.get("device_memory_size") is not None:
+        return int(trt["device_memory_size"]), "tensorrt.device_memory_size"
+    for key in ("device_peak_bytes", "run_peak_rss_delta_bytes"):
+        if m.get(key) is not None:
+            return int(m[key]), key
+    return None, None
+
+
+def run_bench(
+    spec_path: str | Path,
+    twin_path: str | Path,
+    backend: str = "ort",
+    batches: Sequence[int] = (1, 8, 32),
+    data: str | None = None,
+    data_dir: str | None = None,
+    samples: int | None = 1000,
+    *,
+    repeats: int = 10,
+    warmup: int = 2,
+    seed: int = 0,
+    progress: bool = True,
+    backend_opts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run both models on ``backend`` at every batch size; returns the bench document (docs/bench.md).
+
+    ``samples``: test images evaluated for accuracy (None = the whole test split). Raises ValueError
+    (ModelError/InputError) if a model cannot be opened or does not accept a batch size.
+    """
+    from tqdm.auto import tqdm
+
+    from specdeploy import memory, runtime
+
+    batches = [int(b) for b in batches]
+    if not batches or any(b < 1 for b in batches):
+        raise ValueError(f"batch sizes must be positive integers, got {batches}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    paths = {"spec": Path(spec_path), "twin": Path(twin_path)}
+    infos = {k: runtime.read_model(p) for k, p in paths.items()}
+    if not infos["spec"].is_spectral:
+        raise ValueError(f"{paths['spec']}: has no specdeploy ops; pass the spectral model first and the twin with --twin")
+    for b in batches:  # fail before any work if a batch cannot run
+        for info in infos.values():
+            info.check_batch(b)
+    act = "fp16" if infos["spec"].value_dtype == "fp16" else "fp32"
+    sessions = {k: runtime.load(p, backend, **(backend_opts or {})) for k, p in paths.items()}
+    evals = {k: load_eval_data(infos[k], data, data_dir, samples, seed) for k in MODELS}
+    acc_batch = max(batches)
+    chunks = {k: -(-len(evals[k][0]) // acc_batch) for k in MODELS}
+    total = sum(chunks.values()) + len(batches) * 2 * (warmup + repeats)
+    results: dict[str, dict[str, Any]] = {k: {} for k in MODELS}
+    with tqdm(total=total, desc=f"bench ({backend})", disable=not progress, leave=False) as bar:
+        for k in MODELS:
+            x, y, _ = evals[k]
+            acc, ovf = _accuracy(sessions[k], x, y, acc_batch, bar)
+            results[k].update(accuracy=acc, overflowed=ovf, samples=len(y), accuracy_batch=acc_batch)
+        records = []
+        for b in batches:
+            rec: dict[str, Any] = {"backend": backend, "batch": b}
+            for k in MODELS:
+                sess = sessions[k]
+                sess.reset_memory()
+                lat = _latency(sess, evals[k][0], b, warmup, repeats, bar)
+                p = memory.plan(paths[k], batch=b, activation_dtype=act)
+                rec[k] = {
+                    "model": str(paths[k]),
+                    "planned_peak_bytes": p.peak_bytes,
+                    "planned_peak_node": p.peak_node,
+                    "planned_activation_dtype": act,
+                    "weights_bytes": p.weights_bytes,
+                    **results[k],
+                    **lat,
+                    "measured": sess.memory(),
+                }
+                rec[k]["measured_peak_bytes"], rec[k]["measured_peak_source"] = measured_peak(rec[k]["measured"])
+            rec["ratios"] = {
+                "planned_peak": _ratio(rec["spec"]["planned_peak_bytes"], rec["twin"]["planned_peak_bytes"]),
+                "latency": _ratio(rec["spec"]["latency_ms"], rec["twin"]["latency_ms"]),
+                "measured_peak": _ratio(rec["spec"]["measured_peak_bytes"], rec["twin"]["measured_peak_bytes"]),
+            }
+            records.append(rec)
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "backend": backend,
+        "spec_model": str(paths["spec"]),
+        "twin_model": str(paths["twin"]),
+        "value_dtype": infos["spec"].value_dtype,
+        "data": {k: evals[k][2] for k in MODELS},
+        "settings": {"batches": batches, "repeats": repeats, "warmup": warmup, "activation_dtype": act,
+                     "accuracy_batch": acc_batch},
+        "environment": environment(backend),
+        "records": records,
+    }
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+CSV_FIELDS = (
+    ["backend", "batch"]
+    + [f"{m}_{f}" for m in MODELS for f in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed",
+                                            "measured_peak_bytes")]
+    + ["ratio_planned_peak", "ratio_latency", "ratio_measured_peak"]
+)
+
+
+def write_json(doc: dict[str, Any], path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    return out
+
+
+def write_csv(doc: dict[str, Any], path: str | Path) -> Path:
+    """One row per batch size, spectral and twin columns side by side (``CSV_FIELDS``)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in doc["records"]:
+            row: dict[str, Any] = {"backend": r["backend"], "batch": r["batch"]}
+            for m in MODELS:
+                for fld in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed", "measured_peak_bytes"):
+                    row[f"{m}_{fld}"] = r[m].get(fld)
+            row.update(ratio_planned_peak=r["ratios"]["planned_peak"], ratio_latency=r["ratios"]["latency"],
+                       ratio_measured_peak=r["ratios"].get("measured_peak"))
+            w.writerow(row)
+    return out
+
+
+def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
+    """Planned peak bytes (spec vs twin per batch), latency per batch, and accuracy, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = doc["records"]
+    bs = [r["batch"] for r in recs]
+    xs = np.arange(len(bs))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    ax = axes[0]
+    for i, (m, label) in enumerate((("spec", "spectral"), ("twin", "spatial twin"))):
+        ax.bar(xs + (i - 0.5) * 0.38, [r[m]["planned_peak_bytes"] / 1024 for r in recs], 0.38, label=label)
+    for xi, r in zip(xs, recs):
+        if r["ratios"]["planned_peak"] is not None:
+            ax.annotate(f"x{r['ratios']['planned_peak']:.2f}", (xi, max(r["spec"]["planned_peak_bytes"],
+                        r["twin"]["planned_peak_bytes"]) / 1024), ha="center", va="bottom", fontsize=8)  # spec/twin
+    peaks = [r[m]["planned_peak_bytes"] for r in recs for m in MODELS]
+    if max(peaks) > 20 * max(1, min(peaks)):
+        ax.set_yscale("log")
+    ax.set_xticks(xs, [str(b) for b in bs])
+    ax.set_xlabel("batch")
+    ax.set_ylabel("planned peak activation memory (KiB)")
+    ax.set_title(f"planned peak ({doc['settings']['activation_dtype']} activations)")
+    ax.legend()
+    ax = axes[1]
+    for m, label in (("spec", "spectral"), ("twin", "spatial twin")):
+        ax.plot(bs, [r[m]["latency_ms"] for r in recs], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch")
+    ax.set_ylabel("median latency per batch (ms)")
+    ax.set_title(f"latency ({doc['backend']})")
+    ax.legend()
+    ax = axes[2]
+    accs = [recs[0]["spec"]["accuracy"], recs[0]["twin"]["accuracy"]]
+    ax.bar(["spectral", "spatial twin"], accs, color=["C0", "C1"])
+    for i, a in enumerate(accs):
+        ax.annotate(f"{a:.3f}", (i, a), ha="center", va="bottom")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test accuracy")
+    d = doc["data"]["spec"]
+    ax.set_title(f"accuracy ({d['name']}, {d['samples']} samples)")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def summary(doc: dict[str, Any]) -> str:
+    """A short text table of the records."""
+    lines = [f"{'batch':>5}  {'planned spec':>13}  {'planned twin':>13}  {'ratio':>6}  {'lat spec':>9}  "
+             f"{'lat twin':>9}  {'acc spec':>8}  {'acc twin':>8}  {'overflowed':>10}"]
+    for r in doc["records"]:
+        s, t = r["spec"], r["twin"]
+        ratio = r["ratios"]["planned_peak"]
+        lines.append(
+            f"{r['batch']:>5}  {s['planned_peak_bytes']:>13}  {t['planned_peak_bytes']:>13}  "
+            f"{'-' if ratio is None else f'{ratio:.3f}':>6}  {s['latency_ms']:>7.2f}ms  {t['latency_ms']:>7.2f}ms  "
+            f"{s['accuracy']:>8.4f}  {t['accuracy']:>8.4f}  {s['overflowed']:>10}"
+        )
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def parse_batches(text: str) -> list[int]:
+    """'1,8,32' -> [1, 8, 32] (ValueError naming the bad item)."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            v = int(item)
+        except ValueError:
+            raise ValueError(f"--batch: {item!r} is not an integer (expected e.g. 1,8,32)") from None
+        if v < 1:
+            raise ValueError(f"--batch: batch sizes must be >= 1, got {v}")
+        out.append(v)
+    return out
+
+
+def _cmd_bench(args: Any) -> int:
+    doc = run_bench(args.spec, args.twin, args.backend, parse_batches(args.batch), args.data, args.data_dir,
+                    args.samples, repeats=args.repeats, warmup=args.warmup, progress=not args.no_progress)
+    print(summary(doc))
+    written: Iterable[Path] = [
+        f(doc, p) for f, p in ((write_json, args.json), (write_csv, args.csv), (write_plot, args.plot)) if p
+    ]
+    for p in written:
+        print(f"written: {p}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """The ``specdeploy bench`` verb."""
+    from specdeploy.runtime import BACKENDS
+
+    p = subparsers.add_parser("bench", help="spectral model vs its spatial twin: memory, latency, accuracy")
+    p.add_argument("spec", help="exported spectral .onnx")
+    p.add_argument("--twin", required=True, help="exported spatial twin .onnx")
+    p.add_argument("--backend", default="ort", choices=list(BACKENDS))
+    p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
+    p.add_argument("--data", default=None, help="test data set (default: the model's metadata)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--samples", type=int, default=1000, help="test samples for accuracy (default 1000)")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per batch size (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    p.add_argument("--json", default=None)
+    p.add_argument("--csv", default=None)
+    p.add_argument("--plot", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_bench)

@@ -1,0 +1,272 @@
+"""Planned inference memory (DESIGN §5, figure 1) from the ONNX file alone.
+
+Why a planner and not only measurements: it is deterministic, needs no GPU, runs in CI, and is the
+figure an engine with an ideal allocator would reach, so the spectral model and its twin are compared
+on what their graphs *need*, not on what an allocator happened to do. The rules (docs/bench.md):
+
+* Steps are the nodes in topological order (file order when it is one; Constant nodes are weights).
+* A tensor is live from the step that produces it (graph input: step 0) to its last reader (graph
+  outputs: the last step). At each step the live tensors' bytes plus the op's declared workspace are
+  summed; the peak over steps is the planned peak, reported with the node where it occurs.
+* Weights (initializers, Constant outputs) are reported separately, never as activations.
+* Fused elementwise (be fair to the twin, as TensorRT fuses): Relu, Clip, LeakyRelu, and Add of a
+  constant (bias) directly after Conv/Gemm/MatMul (or after such a fused op) write in place when the
+  producer's output has no other reader: no new tensor, the buffer's live range is extended.
+* Views: Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout alias their input (no copy).
+* Workspace: SpecConv with ``in_domain = spatial`` declares the dense spectrum of its input,
+  ``B * C * F * 8`` bytes (fp32 complex, F = Hs * (Ws // 2 + 1)), the only dense spectral buffer
+  the contract allows. Every other op declares 0 (SpecConv streams; cuDNN-style conv workspace is
+  not charged to the twin either).
+* ``activation_dtype = "fp16"`` counts float32 tensors produced by standard ops as 2 bytes (the twin
+  at its best precision, to compare with fp16 spectral values). The graph input (an fp32 binding),
+  packed tensors (int32 rows, their value width is already in S), SpecToSpatial's output (float32 by
+  the op set) and the workspace keep their sizes.
+
+CLI: ``specdeploy memory MODEL.onnx [--batch B] [--activation-dtype fp32|fp16] [--json F]``.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specdeploy import packed
+
+__all__ = [
+    "ACTIVATION_DTYPES",
+    "FUSED_ELEMENTWISE",
+    "VIEW_OPS",
+    "TensorRow",
+    "StepRow",
+    "MemoryPlan",
+    "plan",
+    "declared_workspace",
+    "register",
+]
+
+ACTIVATION_DTYPES = ("fp32", "fp16")
+FUSED_ELEMENTWISE = ("Relu", "Clip", "LeakyRelu", "Add")
+_FUSE_INTO = ("Conv", "Gemm", "MatMul")
+VIEW_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout")
+GRAPH_INPUT = "(graph input)"
+
+
+@dataclass
+class TensorRow:
+    """One activation tensor: who makes it, its size, and its live range in steps (inclusive)."""
+
+    name: str
+    producer: str
+    op: str
+    shape: tuple[int, ...]
+    dtype: str  # as accounted (float16 under fp16 accounting)
+    bytes: int  # 0 when it aliases another tensor's buffer
+    first: int
+    last: int
+    alias_of: str | None = None
+
+
+@dataclass
+class StepRow:
+    """One node: bytes live while it runs, its declared workspace, and the sum."""
+
+    step: int
+    node: str
+    op: str
+    outputs: list[str]
+    live_bytes: int
+    workspace_bytes: int
+    total_bytes: int
+    live: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MemoryPlan:
+    """The planned memory of one model at one batch and accounting precision."""
+
+    model: str
+    batch: int
+    activation_dtype: str
+    value_dtype: str | None
+    tensors: list[TensorRow]
+    steps: list[StepRow]
+    peak_bytes: int
+    peak_step: int
+    peak_node: str
+    peak_op: str
+    weights_bytes: int
+    input_bytes: int
+    output_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for t in d["tensors"]:
+            t["shape"] = list(t["shape"])
+        return d
+
+    def table(self) -> str:
+        """The per-layer table: one row per tensor (graph input first), peak step starred."""
+        rows = [("step", "tensor", "op (node)", "shape", "dtype", "bytes", "live", "workspace", "live total")]
+        by_first = {s.step: s for s in self.steps}
+        for t in self.tensors:
+            s = by_first.get(t.first) if t.producer != GRAPH_INPUT else None
+            size = f"= {t.alias_of}" if t.alias_of else _fmt(t.bytes)
+            star = "*" if s is not None and s.step == self.peak_step else ""
+            rows.append((
+                "-" if t.producer == GRAPH_INPUT else f"{t.first}{star}", t.name,
+                t.op if t.producer == GRAPH_INPUT else f"{t.op} ({t.producer})", "x".join(map(str, t.shape)),
+                t.dtype, size, f"{t.first}..{t.last}", _fmt(s.workspace_bytes) if s else "",
+                _fmt(s.total_bytes) if s else "",
+            ))
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines += [
+            "",
+            f"model {self.model}: batch {self.batch}, activations counted as {self.activation_dtype}"
+            + (f", packed values {self.value_dtype}" if self.value_dtype else ""),
+            f"planned peak {_fmt(self.peak_bytes)} ({self.peak_bytes} bytes) at step {self.peak_step}, "
+            f"node '{self.peak_node}' ({self.peak_op})",
+            f"weights {_fmt(self.weights_bytes)} (reported separately), input {_fmt(self.input_bytes)}, "
+            f"output {_fmt(self.output_bytes)}",
+        ]
+        return "\n".join(lines)
+
+
+def _fmt(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def declared_workspace(op: str, attrs: dict[str, Any], batch: int) -> int:
+    """Workspace bytes an op declares (DESIGN §5): the first layer's dense input spectrum, else 0."""
+    if op == "SpecConv" and attrs.get("in_domain") == "spatial":
+        return batch * int(attrs["C"]) * packed.num_coeffs(int(attrs["Hs"]), int(attrs["Ws"])) * 8
+    return 0
+
+
+def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32") -> MemoryPlan:
+    """Plan the activation memory of an exported ONNX model (path or ModelProto); see the module doc.
+
+    ``batch`` sets a dynamic batch (default 1; must not exceed the declared max) and must equal a
+    static one. Raises ``specdeploy.runtime.ModelError`` for a file that cannot be run.
+    """
+    from specdeploy.runtime.graph import infer_tensors, read_model
+
+    if activation_dtype not in ACTIVATION_DTYPES:
+        raise ValueError(f"activation_dtype must be one of {ACTIVATION_DTYPES}, got {activation_dtype!r}")
+    info = read_model(model)
+    B = info.check_batch(batch if batch is not None else (info.batch or 1))
+    tensors = infer_tensors(info.model, info.spec_nodes, info.weights, B)
+    g = info.model.graph
+    weights = info.weights
+    spec_by_index = {n.index: n for n in info.spec_nodes}
+    nodes = list(g.node)
+    # read_model put the nodes in topological order; Constant nodes are weights, not steps
+    order = [i for i, n in enumerate(nodes) if not (n.op_type == "Constant" and n.domain in ("", "ai.onnx"))]
+    step_of = {idx: s for s, idx in enumerate(order)}
+    last_step = len(order) - 1
+    readers: dict[str, list[int]] = {}
+    for idx in order:
+        for x in nodes[idx].input:
+            if x and x not in weights:
+                readers.setdefault(x, []).append(step_of[idx])
+    outputs = {o.name for o in g.output}
+
+    def size(name: str, producer_spec: bool) -> tuple[int, str]:
+        t = tensors.get(name)
+        if t is None or not t.known:
+            raise ValueError(f"{info.label}: cannot size tensor '{name}' (shape {None if t is None else t.shape})")
+        if activation_dtype == "fp16" and t.dtype == "float32" and not producer_spec:
+            return t.nbytes(2), "float16"
+        return t.nbytes(), t.dtype
+
+    rows: dict[str, TensorRow] = {}
+    buffer_of: dict[str, str] = {}  # tensor -> the tensor owning its buffer
+    fused_ok: set[str] = set()  # tensors an elementwise op may be fused into
+    nbytes, dtype = size(info.input_name, True)  # the input binding stays as declared
+    rows[info.input_name] = TensorRow(info.input_name, GRAPH_INPUT, "input", tensors[info.input_name].shape,  # type: ignore[arg-type]
+                                      dtype, nbytes, 0, 0)
+    buffer_of[info.input_name] = info.input_name
+    workspace = [0] * len(order)
+    for s, idx in enumerate(order):
+        n = nodes[idx]
+        spec = spec_by_index.get(idx)
+        if spec is not None:
+            workspace[s] = declared_workspace(spec.op, spec.attrs, B)
+        data_in = [x for x in n.input if x and x not in weights]
+        alias = None
+        if n.op_type in VIEW_OPS and data_in:
+            alias = data_in[0]
+        elif (n.op_type in FUSED_ELEMENTWISE and len(data_in) == 1 and data_in[0] in fused_ok
+              and len(readers.get(data_in[0], [])) == 1 and data_in[0] not in outputs):
+            alias = data_in[0]
+        for o in n.output:
+            if not o:
+                continue
+            shape = tensors[o].shape if o in tensors else ()
+            if alias is not None:
+                owner = buffer_of[alias]
+                buffer_of[o] = owner
+                rows[o] = TensorRow(o, n.name or f"#{idx}", n.op_type, shape, rows[owner].dtype, 0, s, s, owner)  # type: ignore[arg-type]
+            else:
+                nbytes, dtype = size(o, spec is not None)
+                buffer_of[o] = o
+                rows[o] = TensorRow(o, n.name or f"#{idx}", n.op_type, shape, dtype, nbytes, s, s)  # type: ignore[arg-type]
+            if n.domain in ("", "ai.onnx") and (n.op_type in _FUSE_INTO or alias is not None and n.op_type in FUSED_ELEMENTWISE):
+                fused_ok.add(o)
+    # live ranges: a buffer lives until the last reader of any tensor in it (outputs: to the end)
+    end: dict[str, int] = {}
+    for name, row in rows.items():
+        last = max(readers.get(name, [row.first]))
+        if name in outputs:
+            last = last_step
+        row.last = last
+        owner = buffer_of[name]
+        end[owner] = max(end.get(owner, 0), last)
+    for name, row in rows.items():
+        if row.alias_of is None:
+            row.last = end[name]
+    steps: list[StepRow] = []
+    for s, idx in enumerate(order):
+        n = nodes[idx]
+        live = [name for name, r in rows.items() if r.alias_of is None and r.first <= s <= r.last]
+        live_bytes = sum(rows[name].bytes for name in live)
+        steps.append(StepRow(s, n.name or f"#{idx}", n.op_type, [o for o in n.output if o], live_bytes,
+                             workspace[s], live_bytes + workspace[s], live))
+    peak = max(steps, key=lambda r: (r.total_bytes, -r.step))
+    return MemoryPlan(
+        model=info.label, batch=B, activation_dtype=activation_dtype, value_dtype=info.value_dtype,
+        tensors=list(rows.values()), steps=steps, peak_bytes=peak.total_bytes, peak_step=peak.step,
+        peak_node=peak.node, peak_op=peak.op,
+        weights_bytes=sum(w.nbytes() for w in weights.values()),
+        input_bytes=rows[info.input_name].bytes,
+        output_bytes=sum(rows[buffer_of[o]].bytes for o in outputs if o in rows),
+    )
+
+
+def _cmd_memory(args: Any) -> int:
+    p = plan(args.model, batch=args.batch, activation_dtype=args.activation_dtype)
+    print(p.table())
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(p.to_dict(), indent=2))
+        print(f"written: {args.json}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """The ``specdeploy memory`` verb."""
+    p = subparsers.add_parser("memory", help="planned inference memory of an ONNX model (DESIGN §5 figure 1)")
+    p.add_argument("model", help="exported .onnx file")
+    p.add_argument("--batch", type=int, default=None, help="batch size (dynamic models; default 1)")
+    p.add_argument("--activation-dtype", choices=ACTIVATION_DTYPES, default="fp32",
+                   help="count float activations of standard ops as fp32 or fp16 (the twin's best precision)")
+    p.add_argument("--json", default=None, help="write the full plan as JSON")
+    p.set_defaults(func=_cmd_memory)
+

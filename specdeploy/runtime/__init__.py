@@ -1,0 +1,118 @@
+"""Run exported specdeploy ONNX files: one interface over every backend.
+
+    from specdeploy import runtime
+    sess = runtime.load("lenet5.onnx", "ort")         # or "reference", "cuda", "tensorrt"
+    logits = sess.run(x)                              # float32 [B, C, H, W] -> [B, classes]
+    sess.last_overflowed                              # bool [B]: some op hit its capacity
+    sess.memory()                                     # what this backend can measure, labelled
+
+Backends:
+    reference  onnx.reference.ReferenceEvaluator + specdeploy.reference ops (ground truth, CPU)
+    ort        ONNX Runtime CPU + onnxruntime-extensions Python ops (the ecosystem check)
+    cuda       the CUDA kernels via the C ABI      (provided by specdeploy.native.runtime_session)
+    tensorrt   a TensorRT engine with the plugins  (provided by specdeploy.trt.runtime_session)
+
+Every file is validated once, before any backend sees it (``graph.read_model``): a file that is not
+ONNX, a wrong specdeploy op-set version, an unknown op, a node lacking an attribute or with one out of
+range, a packed input whose row size does not fit -> one ``ModelError`` (a ValueError) naming the file,
+node and attribute. A batch over the declared maximum -> ``InputError``.
+
+The GPU backends are filled in by their owners: ``load`` imports the providing module lazily and calls
+``runtime_session(info: ModelInfo, **opts) -> Session``; if the module, that function, or the hardware
+is missing the caller gets ``BackendUnavailableError`` saying which. ``register_backend`` adds others.
+Never imports torch (runs on a Jetson).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable
+
+from specdeploy.runtime.errors import (
+    BackendUnavailableError,
+    InputError,
+    ModelError,
+    OpExecutionError,
+    SpecRuntimeError,
+)
+from specdeploy.runtime.graph import ModelInfo, read_model
+from specdeploy.runtime.session import Session
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "InputError",
+    "ModelError",
+    "ModelInfo",
+    "OpExecutionError",
+    "Session",
+    "SpecRuntimeError",
+    "load",
+    "read_model",
+    "register_backend",
+]
+
+SessionFactory = Callable[..., Session]
+
+
+def _reference(info: ModelInfo, **opts: Any) -> Session:
+    from specdeploy.runtime.reference_backend import ReferenceSession
+
+    if opts:
+        raise ValueError(f"backend 'reference' takes no options, got {sorted(opts)}")
+    return ReferenceSession(info)
+
+
+def _ort(info: ModelInfo, **opts: Any) -> Session:
+    from specdeploy.runtime.ort_backend import OrtSession
+
+    return OrtSession(info, **opts)
+
+
+def _lazy(backend: str, module: str, hint: str) -> SessionFactory:
+    """A factory that imports ``module`` on first use and calls its ``runtime_session``."""
+
+    def factory(info: ModelInfo, **opts: Any) -> Session:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise BackendUnavailableError(f"backend '{backend}' is not available: cannot import {module} ({e}); {hint}") from e
+        fn = getattr(mod, "runtime_session", None)
+        if fn is None:
+            raise BackendUnavailableError(
+                f"backend '{backend}' is not available: {module} does not provide runtime_session() yet; {hint}"
+            )
+        try:
+            return fn(info, **opts)
+        except (ImportError, OSError) as e:
+            raise BackendUnavailableError(f"backend '{backend}' is not available here: {e}; {hint}") from e
+
+    return factory
+
+
+BACKENDS: dict[str, SessionFactory] = {
+    "reference": _reference,
+    "ort": _ort,
+    "cuda": _lazy("cuda", "specdeploy.native",
+                  "it needs an NVIDIA GPU and the kernel library (specdeploy build-plugins --kind cuda)"),
+    "tensorrt": _lazy("tensorrt", "specdeploy.trt",
+                      "it needs TensorRT and the plugin library (see docs/jetson.md)"),
+}
+
+
+def register_backend(name: str, factory: SessionFactory) -> None:
+    """Add or replace a backend: ``factory(info: ModelInfo, **opts) -> Session``."""
+    BACKENDS[name] = factory
+
+
+def load(model_path: str | Path | Any, backend: str = "reference", **opts: Any) -> Session:
+    """Validate ``model_path`` (an .onnx file, or an ``onnx.ModelProto``) and open it on ``backend``.
+
+    Raises ModelError for a file that cannot be run (naming file, node, attribute), ValueError for an
+    unknown backend, BackendUnavailableError when the backend cannot run on this machine.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    info = read_model(model_path)
+    return BACKENDS[backend](info, **opts)
