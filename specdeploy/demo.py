@@ -1,8 +1,13 @@
-"""The README's end-to-end job: train SpecLeNet and its spatial twin on real shipped data.
+"""The README's end-to-end job: train -> export -> bench, SpecLeNet-5 against its spatial twin.
 
-Fashion-MNIST (the Debian package ``dataset-fashion-mnist``) padded to 32x32, a few hundred SGD
-steps per model on the CPU, then test accuracy and the fraction of spectral coefficients each
-layer keeps. Writes both checkpoints and ``summary.json`` under the output directory.
+1. Train both models briefly on Fashion-MNIST (the Debian package ``dataset-fashion-mnist``, padded
+   to 32x32) on the CPU or a GPU.
+2. Export both to ONNX (the spectral model with the specdeploy op set, fp16 values, capacities
+   calibrated on training images; the twin with BN folded).
+3. Bench both on the best backend present (TensorRT, then the CUDA kernels, else the numpy
+   reference on the CPU): accuracy on the test split, planned peak memory, latency, overflow count.
+Everything lands under the output directory: checkpoints, the two .onnx files, bench.json/.csv/.png
+and summary.json.
 """
 
 from __future__ import annotations
@@ -13,43 +18,80 @@ from pathlib import Path
 from typing import Any
 
 DATA = "fashion-mnist"
+BACKEND_ORDER = ("tensorrt", "cuda", "reference")
 
 
-def run_demo(out: Path, steps: int = 1500, beta: float = 1.0, test_samples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Train and evaluate both models; returns (and writes) the summary."""
+def pick_backend(model_path: Path) -> tuple[str, list[str]]:
+    """The first backend in BACKEND_ORDER that can open the model here, and why the others could not."""
+    from specdeploy import runtime
+
+    skipped = []
+    for name in BACKEND_ORDER:
+        try:
+            runtime.load(model_path, name)
+            return name, skipped
+        except runtime.BackendUnavailableError as e:
+            skipped.append(f"{name}: {e}")
+    raise RuntimeError("no backend can run the model: " + "; ".join(skipped))
+
+
+def run_demo(out: Path, steps: int = 1500, beta: float = 1.0, test_samples: int = 2000, seed: int = 0,
+             value_dtype: str = "fp16", batches: tuple[int, ...] = (1, 8, 32)) -> dict[str, Any]:
+    """Train, export and bench both models; returns (and writes) the summary."""
     import torch
 
-    from specdeploy import checkpoint, zoo
+    from specdeploy import bench, checkpoint, zoo
+    from specdeploy.export import export_checkpoint
     from specdeploy.train import TrainConfig, evaluate, loaders_for, pick_device, train
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     device = pick_device("auto")
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"data": DATA, "steps": steps, "beta": beta, "device": str(device), "models": {}}
-    epochs = 1 + steps * 128 // 60000
-    cfg = TrainConfig(epochs=epochs, max_steps=steps, seed=seed, lr=0.02, momentum=0.9)
+    summary: dict[str, Any] = {"data": DATA, "steps": steps, "beta": beta, "train_device": str(device),
+                               "value_dtype": value_dtype, "models": {}}
+    cfg = TrainConfig(epochs=1 + steps * 128 // 60000, max_steps=steps, seed=seed, lr=0.02, momentum=0.9)
+    onnx_paths: dict[str, Path] = {}
     for domain in ("spectral", "spatial"):
         config = zoo.ModelConfig(model="lenet5", domain=domain, in_channels=1, beta=beta)
         train_loader, test_loader, meta = loaders_for(config, DATA, None, cfg, None, test_samples)
         torch.manual_seed(seed)
         model = zoo.build(config)
-        print(f"== {domain} LeNet-5 on {DATA}: {steps} steps, batch {cfg.batch_size}, {device}")
+        print(f"== train {domain} LeNet-5 on {DATA}: {steps} steps, batch {cfg.batch_size}, {device}", flush=True)
         t0 = time.time()
         history = train(model, train_loader, None, cfg, device, progress=True)
         seconds = time.time() - t0
         ev = evaluate(model, test_loader, device)
-        checkpoint.save(model.cpu(), out / f"lenet5-{domain}", data=meta, classes=meta["classes"],
-                        training=cfg.to_dict(), history=history,
-                        metrics={"test_accuracy": ev["accuracy"], "kept": ev["kept"]})
+        ck = checkpoint.save(model.cpu(), out / f"lenet5-{domain}", data=meta, classes=meta["classes"],
+                             training=cfg.to_dict(), history=history,
+                             metrics={"test_accuracy": ev["accuracy"], "kept": ev["kept"]})
+        onnx_paths[domain] = export_checkpoint(ck, out / f"lenet5-{domain}.onnx", value_dtype=value_dtype,
+                                               batch=None, max_batch=max(batches), calib_samples=512).path
         summary["models"][domain] = {
-            "test_accuracy": ev["accuracy"], "test_samples": ev["samples"], "kept": ev["kept"],
-            "train_seconds": round(seconds, 1), "final_train_loss": history[-1]["train_loss"],
+            "torch_test_accuracy": ev["accuracy"], "kept": ev["kept"], "train_seconds": round(seconds, 1),
+            "final_train_loss": history[-1]["train_loss"], "onnx": str(onnx_paths[domain]),
         }
+    backend, skipped = pick_backend(onnx_paths["spectral"])
+    print(f"== bench on backend '{backend}'" + (f" (not available: {'; '.join(skipped)})" if skipped else ""), flush=True)
+    doc = bench.run_bench(onnx_paths["spectral"], onnx_paths["spatial"], backend=backend, batches=batches,
+                          data=DATA, samples=test_samples, repeats=5)
+    bench.write_json(doc, out / "bench.json")
+    bench.write_csv(doc, out / "bench.csv")
+    bench.write_plot(doc, out / "bench.png")
+    summary["backend"] = backend
+    summary["bench"] = {f"batch{r['batch']}": r["ratios"] for r in doc["records"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print()
-    print(f"{'model':<22}{'test acc':>10}   kept fraction per SpecConv")
-    for domain, m in summary["models"].items():
-        kept = " ".join(f"{v:.3f}" for v in m["kept"].values()) or "-"
-        print(f"{'LeNet-5 ' + domain:<22}{m['test_accuracy']:>10.4f}   {kept}")
-    print(f"\nwritten: {out}/summary.json and the two checkpoints")
+    _print(summary, doc)
     return summary
+
+
+def _print(summary: dict[str, Any], doc: dict[str, Any]) -> None:
+    spec, twin = summary["models"]["spectral"], summary["models"]["spatial"]
+    print()
+    print(f"LeNet-5 on {summary['data']}, {summary['steps']} training steps each, beta {summary['beta']}, "
+          f"{summary['value_dtype']} spectral values")
+    print(f"  kept fraction per SpecConv (test set): " + " ".join(f"{v:.3f}" for v in spec["kept"].values()))
+    print(f"  torch test accuracy: spectral {spec['torch_test_accuracy']:.4f}, twin {twin['torch_test_accuracy']:.4f}")
+    print(f"\nbench on '{summary['backend']}' (exported models, same run):")
+    from specdeploy import bench
+
+    print(bench.summary(doc))
+    print(f"\nwritten under {Path(spec['onnx']).parent}: both .onnx, bench.json, bench.csv, bench.png, summary.json")
