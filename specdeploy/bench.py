@@ -354,9 +354,33 @@ def parse_batches(text: str) -> list[int]:
     return out
 
 
+def parse_backend_opts(items: Sequence[str]) -> dict[str, Any]:
+    """['fp16=1', 'plugins=lib.so'] -> {'fp16': True, 'plugins': 'lib.so'} (ints, floats and booleans parsed)."""
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--backend-opt expects KEY=VALUE, got {item!r}")
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            opts[key] = True
+        elif low in ("0", "false", "no", "off"):
+            opts[key] = False
+        else:
+            try:
+                opts[key] = int(value)
+            except ValueError:
+                try:
+                    opts[key] = float(value)
+                except ValueError:
+                    opts[key] = value
+    return opts
+
+
 def _cmd_bench(args: Any) -> int:
     doc = run_bench(args.spec, args.twin, args.backend, parse_batches(args.batch), args.data, args.data_dir,
-                    args.samples, repeats=args.repeats, warmup=args.warmup, progress=not args.no_progress)
+                    args.samples, repeats=args.repeats, warmup=args.warmup, progress=not args.no_progress,
+                    backend_opts=parse_backend_opts(args.backend_opt))
     print(summary(doc))
     written: Iterable[Path] = [
         f(doc, p) for f, p in ((write_json, args.json), (write_csv, args.csv), (write_plot, args.plot)) if p
@@ -384,4 +408,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--csv", default=None)
     p.add_argument("--plot", default=None)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option, repeatable (e.g. fp16=1 for cuda: standard ops in fp16, as the planned "
+                        "figure assumes for fp16-value models)")
     p.set_defaults(func=_cmd_bench)

@@ -51,6 +51,7 @@ __all__ = [
     "spec_pool",
     "spec_to_spatial",
     "spec_concat",
+    "runtime_session",
 ]
 
 ABI_VERSION = 1
@@ -722,3 +723,19 @@ def spec_concat(
 ) -> np.ndarray:
     """SpecConcat on the host library; same signature and result as the reference."""
     return load("host").spec_concat(xs, C=C, Hs=Hs, Ws=Ws, capacity=capacity, value_dtype=value_dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# backend "cuda" of specdeploy.runtime
+
+
+def runtime_session(info: Any, **opts: Any) -> Any:
+    """Factory of backend "cuda" (``specdeploy.runtime.load(path, "cuda", **opts)``).
+
+    The graph executor lives in ``specdeploy.runtime.native_backend`` and uses torch CUDA tensors as
+    device buffers; it is imported here, on use, so that this module stays torch-free (Jetson).
+    Options: see that module (library, fp16, workspace, measure_memory, device).
+    """
+    from specdeploy.runtime.native_backend import cuda_session
+
+    return cuda_session(info, **opts)

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <mutex>
 
@@ -166,16 +167,22 @@ bool FieldReader::toInt64(nvinfer1::PluginField const& f, int32_t index, int64_t
     return false;
 }
 
-bool FieldReader::getInt(char const* name, int32_t& out)
+nvinfer1::PluginField const* FieldReader::findOne(char const* name, char const* what)
 {
     nvinfer1::PluginField const* f = find(name);
+    if (f != nullptr && f->length != 1)
+    {
+        fail(name, std::string("must be a single ") + what + ", got " + std::to_string(f->length) + " values");
+        return nullptr;
+    }
+    return f;
+}
+
+bool FieldReader::getInt(char const* name, int32_t& out)
+{
+    nvinfer1::PluginField const* f = findOne(name, "integer");
     if (f == nullptr)
     {
-        return false;
-    }
-    if (f->length != 1)
-    {
-        fail(name, "must be a single integer, got " + std::to_string(f->length) + " values");
         return false;
     }
     int64_t v{0};
@@ -220,14 +227,9 @@ bool FieldReader::getInts(char const* name, std::vector<int32_t>& out)
 
 bool FieldReader::getFloat(char const* name, float& out)
 {
-    nvinfer1::PluginField const* f = find(name);
+    nvinfer1::PluginField const* f = findOne(name, "float");
     if (f == nullptr)
     {
-        return false;
-    }
-    if (f->length != 1)
-    {
-        fail(name, "must be a single float, got " + std::to_string(f->length) + " values");
         return false;
     }
     switch (f->type)
@@ -318,52 +320,48 @@ nvinfer1::PluginFieldCollection const* makeFieldNames(std::vector<nvinfer1::Plug
 // ---------------------------------------------------------------------------------------------
 // Enumerations
 
+namespace
+{
+struct Choice
+{
+    char const* name;
+    int32_t value;
+};
+
+bool parseChoice(
+    FieldReader& r, char const* field, std::string const& s, std::initializer_list<Choice> choices, int32_t& out)
+{
+    for (Choice const& c : choices)
+    {
+        if (s == c.name)
+        {
+            out = c.value;
+            return true;
+        }
+    }
+    std::string allowed;
+    for (Choice const& c : choices)
+    {
+        allowed += (allowed.empty() ? "'" : ", '") + std::string(c.name) + "'";
+    }
+    r.fail(field, "= '" + s + "' is invalid: must be one of " + allowed);
+    return false;
+}
+} // namespace
+
 bool parseValueDtype(FieldReader& r, std::string const& s, int32_t& out)
 {
-    if (s == "fp32")
-    {
-        out = SD_VALUE_FP32;
-        return true;
-    }
-    if (s == "fp16")
-    {
-        out = SD_VALUE_FP16;
-        return true;
-    }
-    r.fail("value_dtype", "= '" + s + "' is invalid: must be one of 'fp32', 'fp16'");
-    return false;
+    return parseChoice(r, "value_dtype", s, {{"fp32", SD_VALUE_FP32}, {"fp16", SD_VALUE_FP16}}, out);
 }
 
 bool parseDomain(FieldReader& r, std::string const& s, int32_t& out)
 {
-    if (s == "spatial")
-    {
-        out = SD_DOMAIN_SPATIAL;
-        return true;
-    }
-    if (s == "spectral")
-    {
-        out = SD_DOMAIN_SPECTRAL;
-        return true;
-    }
-    r.fail("in_domain", "= '" + s + "' is invalid: must be one of 'spatial', 'spectral'");
-    return false;
+    return parseChoice(r, "in_domain", s, {{"spatial", SD_DOMAIN_SPATIAL}, {"spectral", SD_DOMAIN_SPECTRAL}}, out);
 }
 
 bool parseActivation(FieldReader& r, std::string const& s, int32_t& out)
 {
-    if (s == "tanh")
-    {
-        out = SD_ACT_TANH;
-        return true;
-    }
-    if (s == "none")
-    {
-        out = SD_ACT_NONE;
-        return true;
-    }
-    r.fail("activation", "= '" + s + "' is invalid: must be one of 'tanh', 'none'");
-    return false;
+    return parseChoice(r, "activation", s, {{"tanh", SD_ACT_TANH}, {"none", SD_ACT_NONE}}, out);
 }
 
 char const* valueDtypeName(int32_t v) noexcept
@@ -389,6 +387,21 @@ int32_t numCoeffs(int32_t Hs, int32_t Ws) noexcept
     }
     int64_t const f = static_cast<int64_t>(Hs) * (static_cast<int64_t>(Ws) / 2 + 1);
     return f > std::numeric_limits<int32_t>::max() ? 0 : static_cast<int32_t>(f);
+}
+
+bool rowWordsOr(int64_t known, bool placeholders, int32_t C, int32_t F, int32_t valueDtype, int64_t& out) noexcept
+{
+    if (known >= 0)
+    {
+        out = known;
+        return true;
+    }
+    if (placeholders)
+    {
+        out = sd_packed_row_words(C, F, 1, valueDtype);
+        return true;
+    }
+    return false;
 }
 
 int64_t constantOr(nvinfer1::IDimensionExpr const* e, int64_t fallback) noexcept

@@ -67,6 +67,8 @@ public:
 
 private:
     nvinfer1::PluginField const* find(char const* name);
+    //! find() of a field that must hold one value (`what`: "integer", "float" for the message).
+    nvinfer1::PluginField const* findOne(char const* name, char const* what);
     bool toInt64(nvinfer1::PluginField const& f, int32_t index, int64_t& out, char const* name);
 
     char const* mOp;
@@ -107,6 +109,11 @@ char const* activationName(int32_t v) noexcept;
 
 //! F = Hs * (Ws // 2 + 1) (0 if Hs or Ws < 1 or the product does not fit int32).
 int32_t numCoeffs(int32_t Hs, int32_t Ws) noexcept;
+
+//! Row words S of a packed input: `known` when >= 0; else, when placeholders are allowed, those of C
+//! channels of F coefficients holding one value (valid whenever C, F and value_dtype are). False when
+//! neither (the caller names the input).
+bool rowWordsOr(int64_t known, bool placeholders, int32_t C, int32_t F, int32_t valueDtype, int64_t& out) noexcept;
 
 //! Value of a dimension expression known at build time, or -1.
 int64_t constantOr(nvinfer1::IDimensionExpr const* e, int64_t fallback = -1) noexcept;

@@ -2,6 +2,7 @@
  * TensorRT IPluginV3 adapter of the SpecConcat op (docs/ops.md) over the C ABI
  * (specdeploy_c.h: sd_spec_concat_*). Plugin name "SpecConcat", version "1", namespace "".
  * Field "C" is an int32 array (ONNX INTS), one entry per input.
+ * The IPluginV3 methods are PluginBase's (trt_common/pluginBase.h); this file has the op's part.
  */
 #ifndef SPECDEPLOY_SPEC_CONCAT_PLUGIN_H
 #define SPECDEPLOY_SPEC_CONCAT_PLUGIN_H
@@ -24,68 +25,42 @@ struct SpecConcatAttrs
     int32_t Ws{0};
     int32_t capacity{0};
     int32_t valueDtype{SD_VALUE_FP32};
+
+    template <typename V>
+    void fields(V& v)
+    {
+        v.integers("C", C);
+        v.integer("Hs", Hs);
+        v.integer("Ws", Ws);
+        v.integer("capacity", capacity);
+        v.choice("value_dtype", valueDtypeStr, valueDtype, parseValueDtype);
+    }
 };
 
-class SpecConcatPlugin : public PluginBase<SpecConcatPlugin>
+class SpecConcatPlugin : public PluginBase<SpecConcatPlugin, SpecConcatAttrs, sd_spec_concat_params>
 {
 public:
     static constexpr char const* kNAME = "SpecConcat";
+    static constexpr char const* kABI = "sd_spec_concat";
+    static constexpr auto kValidate = sd_spec_concat_validate;
+    static constexpr auto kOutRowWords = sd_spec_concat_out_row_words;
+    static constexpr auto kWorkspaceSize = sd_spec_concat_workspace_size;
+    static constexpr nvinfer1::DataType kOUTPUT_TYPE = nvinfer1::DataType::kINT32;
 
-    SpecConcatPlugin(std::string node, SpecConcatAttrs attrs);
-    SpecConcatPlugin(SpecConcatPlugin const&) = default;
-    ~SpecConcatPlugin() override = default;
+    using PluginBase::PluginBase;
 
-    //! sd_spec_concat_params for inputs of inWords[i] words per row (nullptr or -1 entries: unknown;
-    //! then valid placeholders are used if allowed). False + message when sd_spec_concat_validate
-    //! refuses it.
-    bool makeParams(int64_t const* inWords, bool allowPlaceholders, sd_spec_concat_params& p, std::string& err) const;
-
-    // IPluginV3OneBuild
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
-    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
-        nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
-        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
-        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
-        int32_t nbOutputs) noexcept override;
-    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
-    char const* getMetadataString() noexcept override;
-
-    // IPluginV3OneRuntime
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
-        int32_t nbOutputs) noexcept override;
-    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
-        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-private:
-    //! Number of inputs equals the length of C, every input is rank 2; false + message otherwise.
-    bool checkInputs(int32_t nbInputs, std::string& err) const;
-
-    SpecConcatAttrs mAttrs;
-    std::string mMetadata;
-    FieldWriter mSerial;
-    sd_spec_concat_params mRt{};
-    bool mRtReady{false};
+    // Hooks of PluginBase (formats: the default, int32 everywhere)
+    //! Number of inputs equals the length of C.
+    bool checkInputCount(Stage stage, int32_t nbInputs, std::string& err) const;
+    bool checkInputTypes(nvinfer1::DataType const* types, int32_t nbInputs, std::string& err) const;
+    //! Every input rank 2 (getOutputShapes) and of the same batch (onShapeChange); the length of C (also
+    //! what createPlugin checks); unknown widths get placeholders where allowed.
+    bool fillParams(Tensors const& t, sd_spec_concat_params& p, std::string& err) const;
+    sd_status forward(sd_spec_concat_params const& p, int32_t batch, void const* const* inputs, void* const* outputs,
+        void* workspace, size_t workspaceBytes, cudaStream_t stream) const;
 };
 
-class SpecConcatPluginCreator : public CreatorBase<SpecConcatPlugin>
-{
-public:
-    SpecConcatPluginCreator();
-    ~SpecConcatPluginCreator() override = default;
-
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-    nvinfer1::IPluginV3* createPlugin(
-        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    std::vector<nvinfer1::PluginField> mFieldStorage;
-    nvinfer1::PluginFieldCollection mFieldNames{};
-};
+using SpecConcatPluginCreator = PluginCreator<SpecConcatPlugin>;
 
 } // namespace trt
 } // namespace specdeploy

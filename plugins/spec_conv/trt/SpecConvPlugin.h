@@ -1,6 +1,7 @@
 /*
  * TensorRT IPluginV3 adapter of the SpecConv op (docs/ops.md) over the C ABI
  * (specdeploy_c.h: sd_spec_conv_*). Plugin name "SpecConv", version "1", namespace "".
+ * The IPluginV3 methods are PluginBase's (trt_common/pluginBase.h); this file has the op's part.
  */
 #ifndef SPECDEPLOY_SPEC_CONV_PLUGIN_H
 #define SPECDEPLOY_SPEC_CONV_PLUGIN_H
@@ -8,7 +9,6 @@
 #include "trt_common/pluginBase.h"
 
 #include <string>
-#include <vector>
 
 namespace specdeploy
 {
@@ -30,6 +30,20 @@ struct SpecConvAttrs
     int32_t activation{SD_ACT_TANH};
     int32_t capacity{0};
     int32_t valueDtype{SD_VALUE_FP32};
+
+    template <typename V>
+    void fields(V& v)
+    {
+        v.choice("in_domain", inDomainStr, inDomain, parseDomain);
+        v.integer("C", C);
+        v.integer("Hs", Hs);
+        v.integer("Ws", Ws);
+        v.integer("k", k);
+        v.real("beta", beta);
+        v.choice("activation", activationStr, activation, parseActivation);
+        v.integer("capacity", capacity);
+        v.choice("value_dtype", valueDtypeStr, valueDtype, parseValueDtype);
+    }
 };
 
 //! What TensorRT knows about the inputs at a given moment; -1 = not known (yet).
@@ -43,69 +57,36 @@ struct SpecConvShapes
     bool hasBias{false};
 };
 
-class SpecConvPlugin : public PluginBase<SpecConvPlugin>
+class SpecConvPlugin : public PluginBase<SpecConvPlugin, SpecConvAttrs, sd_spec_conv_params>
 {
 public:
     static constexpr char const* kNAME = "SpecConv";
+    static constexpr char const* kABI = "sd_spec_conv";
+    static constexpr auto kValidate = sd_spec_conv_validate;
+    static constexpr auto kOutRowWords = sd_spec_conv_out_row_words;
+    static constexpr auto kWorkspaceSize = sd_spec_conv_workspace_size;
+    static constexpr nvinfer1::DataType kOUTPUT_TYPE = nvinfer1::DataType::kINT32;
 
-    SpecConvPlugin(std::string node, SpecConvAttrs attrs);
-    SpecConvPlugin(SpecConvPlugin const&) = default;
-    ~SpecConvPlugin() override = default;
+    using PluginBase::PluginBase;
 
-    //! sd_spec_conv_params from the attributes and `s`; unknown sizes get placeholders that are
-    //! valid whenever the attributes are (used only by the creation-time check). False + message in
-    //! `err` when the combination is invalid (checked with sd_spec_conv_validate).
-    bool makeParams(SpecConvShapes const& s, bool allowPlaceholders, sd_spec_conv_params& p, std::string& err) const;
-
-    // IPluginV3OneBuild
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
-    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
-        nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
-        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
-        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
-        int32_t nbOutputs) noexcept override;
-    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
-    char const* getMetadataString() noexcept override;
-
-    // IPluginV3OneRuntime
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
-        int32_t nbOutputs) noexcept override;
-    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
-        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
+    // Hooks of PluginBase
+    //! 2 inputs (X, W) or 3 (X, W, B); onShapeChange leaves it to shapesFrom().
+    bool checkInputCount(Stage stage, int32_t nbInputs, std::string& err) const;
+    bool checkInputTypes(nvinfer1::DataType const* types, int32_t nbInputs, std::string& err) const;
+    //! From the fields and shapesFrom(); sizes not known get placeholders that are valid whenever the
+    //! fields are, where allowed (Tensors::placeholders()).
+    bool fillParams(Tensors const& t, sd_spec_conv_params& p, std::string& err) const;
+    bool supportsType(int32_t pos, nvinfer1::DataType type, int32_t nbInputs) const noexcept;
+    sd_status forward(sd_spec_conv_params const& p, int32_t batch, void const* const* inputs, void* const* outputs,
+        void* workspace, size_t workspaceBytes, cudaStream_t stream) const;
 
 private:
-    //! Shapes from concrete/partial tensor descriptions; false + message when ranks or sizes disagree
-    //! with the attributes.
-    bool shapesFrom(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::Dims const* dimsOverride,
-        SpecConvShapes& s, std::string& err) const;
+    //! Shapes from the tensors; false + message when ranks, types or sizes disagree with the fields.
+    bool shapesFrom(Tensors const& t, SpecConvShapes& s, std::string& err) const;
     bool checkNbInputs(int32_t nbInputs, std::string& err) const;
-
-    SpecConvAttrs mAttrs;
-    std::string mMetadata;
-    FieldWriter mSerial;
-    sd_spec_conv_params mRt{}; //!< parameters for enqueue, set by onShapeChange (batch-independent)
-    bool mRtReady{false};
 };
 
-class SpecConvPluginCreator : public CreatorBase<SpecConvPlugin>
-{
-public:
-    SpecConvPluginCreator();
-    ~SpecConvPluginCreator() override = default;
-
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-    nvinfer1::IPluginV3* createPlugin(
-        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    std::vector<nvinfer1::PluginField> mFieldStorage;
-    nvinfer1::PluginFieldCollection mFieldNames{};
-};
+using SpecConvPluginCreator = PluginCreator<SpecConvPlugin>;
 
 } // namespace trt
 } // namespace specdeploy

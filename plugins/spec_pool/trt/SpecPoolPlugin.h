@@ -1,6 +1,7 @@
 /*
  * TensorRT IPluginV3 adapter of the SpecPool op (docs/ops.md) over the C ABI
  * (specdeploy_c.h: sd_spec_pool_*). Plugin name "SpecPool", version "1", namespace "".
+ * The IPluginV3 methods are PluginBase's (trt_common/pluginBase.h); this file has the op's part.
  */
 #ifndef SPECDEPLOY_SPEC_POOL_PLUGIN_H
 #define SPECDEPLOY_SPEC_POOL_PLUGIN_H
@@ -8,7 +9,6 @@
 #include "trt_common/pluginBase.h"
 
 #include <string>
-#include <vector>
 
 namespace specdeploy
 {
@@ -25,67 +25,39 @@ struct SpecPoolAttrs
     int32_t outWs{0};
     int32_t capacity{0};
     int32_t valueDtype{SD_VALUE_FP32};
+
+    template <typename V>
+    void fields(V& v)
+    {
+        v.integer("C", C);
+        v.integer("Hs", Hs);
+        v.integer("Ws", Ws);
+        v.integer("out_Hs", outHs);
+        v.integer("out_Ws", outWs);
+        v.integer("capacity", capacity);
+        v.choice("value_dtype", valueDtypeStr, valueDtype, parseValueDtype);
+    }
 };
 
-class SpecPoolPlugin : public PluginBase<SpecPoolPlugin>
+class SpecPoolPlugin : public PackedInputPlugin<SpecPoolPlugin, SpecPoolAttrs, sd_spec_pool_params>
 {
 public:
     static constexpr char const* kNAME = "SpecPool";
+    static constexpr char const* kABI = "sd_spec_pool";
+    static constexpr auto kValidate = sd_spec_pool_validate;
+    static constexpr auto kOutRowWords = sd_spec_pool_out_row_words;
+    static constexpr auto kWorkspaceSize = sd_spec_pool_workspace_size;
+    static constexpr nvinfer1::DataType kOUTPUT_TYPE = nvinfer1::DataType::kINT32;
 
-    SpecPoolPlugin(std::string node, SpecPoolAttrs attrs);
-    SpecPoolPlugin(SpecPoolPlugin const&) = default;
-    ~SpecPoolPlugin() override = default;
+    using PackedInputPlugin::PackedInputPlugin;
 
-    //! sd_spec_pool_params for a packed input of `inWords` words per row (-1: unknown; then a valid
-    //! placeholder is used if allowed). False + message when sd_spec_pool_validate refuses it.
-    bool makeParams(int64_t inWords, bool allowPlaceholders, sd_spec_pool_params& p, std::string& err) const;
-
-    // IPluginV3OneBuild
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
-    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
-        nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
-        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
-        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
-        int32_t nbOutputs) noexcept override;
-    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
-    char const* getMetadataString() noexcept override;
-
-    // IPluginV3OneRuntime
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
-        int32_t nbOutputs) noexcept override;
-    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
-        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-private:
-    //! Checks rank/type of the single packed input; false + message otherwise.
-    bool checkInput(nvinfer1::Dims const& dims, int32_t nbInputs, std::string& err) const;
-
-    SpecPoolAttrs mAttrs;
-    std::string mMetadata;
-    FieldWriter mSerial;
-    sd_spec_pool_params mRt{};
-    bool mRtReady{false};
+    // Hooks of PluginBase (the input checks are PackedInputPlugin's)
+    bool fillParams(Tensors const& t, sd_spec_pool_params& p, std::string& err) const;
+    sd_status forward(sd_spec_pool_params const& p, int32_t batch, void const* const* inputs, void* const* outputs,
+        void* workspace, size_t workspaceBytes, cudaStream_t stream) const;
 };
 
-class SpecPoolPluginCreator : public CreatorBase<SpecPoolPlugin>
-{
-public:
-    SpecPoolPluginCreator();
-    ~SpecPoolPluginCreator() override = default;
-
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-    nvinfer1::IPluginV3* createPlugin(
-        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    std::vector<nvinfer1::PluginField> mFieldStorage;
-    nvinfer1::PluginFieldCollection mFieldNames{};
-};
+using SpecPoolPluginCreator = PluginCreator<SpecPoolPlugin>;
 
 } // namespace trt
 } // namespace specdeploy

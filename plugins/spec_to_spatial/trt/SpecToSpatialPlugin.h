@@ -3,6 +3,7 @@
  * (specdeploy_c.h: sd_spec_to_spatial_*). Plugin name "SpecToSpatial", version "1", namespace "".
  * Output: float32 [B, C, Hs, Ws] (declared type); float16 is accepted where TensorRT picks it
  * (weakly typed networks built with fp16 enabled).
+ * The IPluginV3 methods are PluginBase's (trt_common/pluginBase.h); this file has the op's part.
  */
 #ifndef SPECDEPLOY_SPEC_TO_SPATIAL_PLUGIN_H
 #define SPECDEPLOY_SPEC_TO_SPATIAL_PLUGIN_H
@@ -10,7 +11,6 @@
 #include "trt_common/pluginBase.h"
 
 #include <string>
-#include <vector>
 
 namespace specdeploy
 {
@@ -24,69 +24,46 @@ struct SpecToSpatialAttrs
     int32_t Hs{0};
     int32_t Ws{0};
     int32_t valueDtype{SD_VALUE_FP32};
+
+    template <typename V>
+    void fields(V& v)
+    {
+        v.integer("C", C);
+        v.integer("Hs", Hs);
+        v.integer("Ws", Ws);
+        v.choice("value_dtype", valueDtypeStr, valueDtype, parseValueDtype);
+    }
 };
 
-class SpecToSpatialPlugin : public PluginBase<SpecToSpatialPlugin>
+class SpecToSpatialPlugin
+    : public PackedInputPlugin<SpecToSpatialPlugin, SpecToSpatialAttrs, sd_spec_to_spatial_params>
 {
 public:
     static constexpr char const* kNAME = "SpecToSpatial";
+    static constexpr char const* kABI = "sd_spec_to_spatial";
+    static constexpr auto kValidate = sd_spec_to_spatial_validate;
+    static constexpr auto kWorkspaceSize = sd_spec_to_spatial_workspace_size;
+    //! The op set defines the output as float32 (docs/ops.md). Strongly typed networks get exactly that;
+    //! weakly typed fp16 builds may still pick kHALF through supportsType.
+    static constexpr nvinfer1::DataType kOUTPUT_TYPE = nvinfer1::DataType::kFLOAT;
 
-    SpecToSpatialPlugin(std::string node, SpecToSpatialAttrs attrs);
-    SpecToSpatialPlugin(SpecToSpatialPlugin const&) = default;
-    ~SpecToSpatialPlugin() override = default;
+    using PackedInputPlugin::PackedInputPlugin;
 
-    //! sd_spec_to_spatial_params for a packed input of `inWords` words per row (-1: unknown; then a valid
-    //! placeholder is used if allowed) and an output of `yType` (SD_FLOAT32/SD_FLOAT16). False + message
-    //! when sd_spec_to_spatial_validate refuses it.
-    bool makeParams(int64_t inWords, int32_t yType, bool allowPlaceholders, sd_spec_to_spatial_params& p,
-        std::string& err) const;
-
-    // IPluginV3OneBuild
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
-    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
-        nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
-    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
-        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
-        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
-        int32_t nbOutputs) noexcept override;
-    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
-    char const* getMetadataString() noexcept override;
-
-    // IPluginV3OneRuntime
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
-        int32_t nbOutputs) noexcept override;
-    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
-        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
-
-private:
-    //! Checks rank/type of the single packed input; false + message otherwise.
-    bool checkInput(nvinfer1::Dims const& dims, int32_t nbInputs, std::string& err) const;
-
-    SpecToSpatialAttrs mAttrs;
-    std::string mMetadata;
-    FieldWriter mSerial;
-    sd_spec_to_spatial_params mRt{};
-    bool mRtReady{false};
+    // Hooks of PluginBase (the input checks are PackedInputPlugin's)
+    //! y_type from the output's type (float32 where it is not known yet).
+    bool fillParams(Tensors const& t, sd_spec_to_spatial_params& p, std::string& err) const;
+    bool supportsType(int32_t pos, nvinfer1::DataType type, int32_t nbInputs) const noexcept;
+    //! [B, C, Hs, Ws] from the fields.
+    bool outputShape(sd_spec_to_spatial_params const& p, nvinfer1::DimsExprs const* inputs,
+        nvinfer1::IExprBuilder& exprBuilder, nvinfer1::DimsExprs& out, std::string& err) const;
+    //! onShapeChange: [B, C, Hs, Ws] (configurePlugin: TensorRT's shape is getOutputShapes').
+    bool checkOutput(
+        sd_spec_to_spatial_params const& p, nvinfer1::Dims const& out, Stage stage, std::string& err) const;
+    sd_status forward(sd_spec_to_spatial_params const& p, int32_t batch, void const* const* inputs,
+        void* const* outputs, void* workspace, size_t workspaceBytes, cudaStream_t stream) const;
 };
 
-class SpecToSpatialPluginCreator : public CreatorBase<SpecToSpatialPlugin>
-{
-public:
-    SpecToSpatialPluginCreator();
-    ~SpecToSpatialPluginCreator() override = default;
-
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-    nvinfer1::IPluginV3* createPlugin(
-        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    std::vector<nvinfer1::PluginField> mFieldStorage;
-    nvinfer1::PluginFieldCollection mFieldNames{};
-};
+using SpecToSpatialPluginCreator = PluginCreator<SpecToSpatialPlugin>;
 
 } // namespace trt
 } // namespace specdeploy

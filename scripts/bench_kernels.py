@@ -1,0 +1,585 @@
+#!/usr/bin/env python3
+"""Kernel micro-benchmark: SpecConv (C ABI, CUDA) vs the twin's conv (cuDNN) per VGG16 layer.
+
+Why: the cuda backend is only worth having if its SpecConv is in the same league as the dense
+convolution it replaces, layer by layer (goal: SpecConv <= 2x cuDNN per layer, docs/kernels.md),
+and if the packed kernels stream their bytes near the device's bandwidth. End-to-end numbers (the
+bench) mix every op; this isolates the one that matters.
+
+What it measures, per VGG16 SpecConv layer (CIFAR 32x32, width 1 by default, spectral sizes exactly
+as ``specdeploy.zoo.create("vgg16")`` builds them) and per batch (default 1, 8, 32):
+* SpecConv through ``libspecdeploy_kernels.so`` (pointer-level C ABI, torch buffers, torch's stream),
+  fp32 and fp16 values. Input: the layer's real input (spatial images for layer 0, else a packed map
+  of C channels at kept fraction ``--kept-in``). Threshold: beta set to the quantile of |Y| that keeps
+  ``--kept`` of the output coefficients (or the calibrated fraction of ``--kept-from MODEL.onnx``),
+  capacity = that fraction x 1.3 (margin), so the fast path (no overflow) is timed; samples that
+  overflowed anyway are counted in the results.
+* the twin's conv of that layer: ``torch.nn.functional.conv2d`` (cuDNN, ``cudnn.benchmark=True``),
+  same C -> O channels, 3x3, padding 1, the twin's spatial size, same batch; fp32 (TF32 off: true
+  fp32) and fp16.
+* CUDA-event timing: ``--inner`` back-to-back calls per event pair, the median of ``--repeats`` pairs
+  after ``--warmup`` untimed calls (launch overhead included, as the backend sees it).
+* achieved bandwidth of SpecConv: compulsory bytes (input: the packed rows' header, index and kept
+  values, or the spatial input; the weights; the whole output row, which is always written) per
+  second, and that as a fraction of the device's peak DRAM bandwidth (``--peak-gbps`` overrides;
+  else 2 x memory clock x bus width from torch's device properties or the CUDA driver API). It is
+  a lower bound of the real traffic (the count and write passes both read the input).
+* first layer's spectrum: the library's direct separable DFT (a spatial SpecConv with O = 1 and
+  capacity 1: the DFT plus a minimal pipeline) vs ``torch.fft.rfft2`` (cuFFT) vs a direct DFT as two
+  complex GEMMs in torch, same input and spectral size.
+
+Output: ``results/kernels/<device>.json`` and ``.csv`` (``--out``) plus a short table on stdout.
+Optional ``--models SPEC.onnx TWIN.onnx``: also the cuda backend's measured peak memory ratio (spec /
+twin) vs the planned ratio at each batch (goal: within 10%).
+
+Needs an NVIDIA GPU, a CUDA build of torch and the kernel library (``specdeploy build-plugins --kind
+cuda``); without them it exits with status 2 and says which is missing. ``--list`` prints the layer
+table without a GPU. ``--host`` runs everything on the host library with CPU tensors and wall-clock
+timing: a smoke test of this script only, its numbers mean nothing.
+
+    python scripts/bench_kernels.py                       # all layers, batches 1,8,32
+    python scripts/bench_kernels.py --batches 8 --layers features.0,features.7 --kept 0.1
+    python scripts/bench_kernels.py --kept-from results/vgg16_fp16.onnx --models spec.onnx twin.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import ctypes
+import datetime as _dt
+import json
+import math
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+EXIT_UNAVAILABLE = 2
+CAPACITY_MARGIN = 1.3
+
+
+class Unavailable(RuntimeError):
+    """Something the benchmark needs is missing on this machine (message says what)."""
+
+
+# ------------------------------------------------------------------------------------------- layers
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One SpecConv of the zoo's VGG16 and the twin's conv at the same position."""
+
+    name: str
+    in_domain: str
+    C: int
+    O: int
+    k: int
+    Hs: int
+    Ws: int
+    H_in: int  # spatial input size of the first layer (spectral layers: 0)
+    H_twin: int  # the twin's conv input size (= output size, padding k//2)
+
+    @property
+    def F(self) -> int:
+        return self.Hs * (self.Ws // 2 + 1)
+
+
+def vgg16_layers(width: float = 1.0, input_size: int = 32, num_classes: int = 10) -> tuple[list[Layer], Any]:
+    """The SpecConv layers of zoo VGG16 (CIFAR size) with the twin's spatial size per layer, and the model."""
+    import torch
+    from torch import nn
+
+    from specdeploy import zoo
+    from specdeploy.nn import SpecConv2d
+
+    spec = zoo.create("vgg16", domain="spectral", width=width, input_size=input_size, num_classes=num_classes)
+    twin = zoo.create("vgg16", domain="spatial", width=width, input_size=input_size, num_classes=num_classes)
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(int(i[0].shape[-1])))
+             for m in twin.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        twin.eval()(torch.zeros(1, 3, input_size, input_size))
+    for h in hooks:
+        h.remove()
+    convs = [(n, m) for n, m in spec.named_modules() if isinstance(m, SpecConv2d)]
+    if len(convs) != len(sizes):
+        raise RuntimeError(f"spectral VGG16 has {len(convs)} SpecConv layers, the twin {len(sizes)} convs")
+    layers = [
+        Layer(n, m.in_domain, m.in_channels, m.out_channels, m.kernel_size, m.Hs, m.Ws,
+              m.Hs - m.kernel_size + 1 if m.in_domain == "spatial" else 0, h)
+        for (n, m), h in zip(convs, sizes)
+    ]
+    return layers, spec
+
+
+def kept_from_model(path: str) -> dict[str, float]:
+    """Per SpecConv node: mean calibrated kept fraction (metadata specdeploy.calibration: mean / dense)."""
+    from specdeploy import runtime
+
+    info = runtime.read_model(path)
+    calib = info.metadata.get("calibration") or {}
+    out = {n.name: float(calib[n.name]["mean"]) / float(calib[n.name]["dense"])
+           for n in info.spec_nodes if n.op == "SpecConv" and n.name in calib}
+    if not out:
+        raise SystemExit(f"{path}: no calibration statistics in its metadata (export it with calibration images)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- device
+
+
+def device_info(torch: Any) -> dict[str, Any]:
+    """Name, compute capability, memory, and the peak DRAM bandwidth with where it came from."""
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    info: dict[str, Any] = {
+        "name": props.name, "compute_capability": f"{props.major}.{props.minor}",
+        "total_memory_bytes": int(props.total_memory), "multiprocessors": int(props.multi_processor_count),
+        "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
+    clock_khz = getattr(props, "memory_clock_rate", None)
+    bus_bits = getattr(props, "memory_bus_width", None)
+    source = "torch.cuda.get_device_properties"
+    if not clock_khz or not bus_bits:
+        clock_khz, bus_bits = _driver_memory_attrs(torch.cuda.current_device())
+        source = "CUDA driver API (cuDeviceGetAttribute)"
+    if clock_khz and bus_bits:
+        info["memory_clock_khz"] = int(clock_khz)
+        info["memory_bus_width_bits"] = int(bus_bits)
+        info["peak_bandwidth_gbps"] = 2.0 * clock_khz * 1e3 * bus_bits / 8 / 1e9  # double data rate
+        info["peak_bandwidth_source"] = f"{source}: 2 x memory clock x bus width"
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.memory,power.limit",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        if smi.returncode == 0:
+            info["nvidia_smi"] = smi.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def _driver_memory_attrs(ordinal: int) -> tuple[int | None, int | None]:
+    """Memory clock (kHz) and bus width (bits) through libcuda (attributes 36 and 37)."""
+    try:
+        cu = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None, None
+    dev = ctypes.c_int(0)
+    if cu.cuInit(0) != 0 or cu.cuDeviceGet(ctypes.byref(dev), ordinal) != 0:
+        return None, None
+    vals = []
+    for attr in (36, 37):  # CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE, _GLOBAL_MEMORY_BUS_WIDTH
+        v = ctypes.c_int(0)
+        if cu.cuDeviceGetAttribute(ctypes.byref(v), attr, dev) != 0:
+            return None, None
+        vals.append(v.value)
+    return vals[0], vals[1]
+
+
+# ------------------------------------------------------------------------------------------- timing
+
+
+class Timer:
+    """Median time of one call: CUDA events around ``inner`` calls (GPU) or perf_counter (``--host``)."""
+
+    def __init__(self, torch: Any, cuda: bool, warmup: int, repeats: int, inner: int) -> None:
+        self.torch, self.cuda = torch, cuda
+        self.warmup, self.repeats, self.inner = warmup, repeats, inner
+
+    def __call__(self, fn: Callable[[], Any]) -> dict[str, float]:
+        torch = self.torch
+        for _ in range(self.warmup):
+            fn()
+        if self.cuda:
+            torch.cuda.synchronize()
+        times = []
+        for _ in range(self.repeats):
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(self.inner):
+                    fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / self.inner)
+            else:
+                t0 = time.perf_counter()
+                for _ in range(self.inner):
+                    fn()
+                times.append((time.perf_counter() - t0) * 1e3 / self.inner)
+        times.sort()
+        return {"median_ms": statistics.median(times), "min_ms": times[0],
+                "p90_ms": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]}
+
+
+# ------------------------------------------------------------------------------------------- SpecConv
+
+
+def _spectrum_of_packed(torch: Any, blob: np.ndarray, C: int, Hs: int, Ws: int, value_dtype: str, dev: Any) -> Any:
+    from specdeploy import packed
+
+    d = packed.decode(blob, C, packed.num_coeffs(Hs, Ws), value_dtype, validate=False)
+    return torch.from_numpy(d.values).to(dev)  # complex64 [B, C, F]
+
+
+def calibrate_beta(torch: Any, X: Any, w: Any, L: Layer, kept: float) -> float:
+    """beta such that about ``kept`` of the pre-activation coefficients |Y| of this batch pass."""
+    K = torch.fft.rfft2(w, s=(L.Hs, L.Ws)).reshape(L.O, L.C, -1)  # plain DFT (norm="backward")
+    mags = []
+    for b in range(X.shape[0]):  # per sample keeps the einsum small at batch 32, layer 1
+        Y = torch.einsum("cf,ocf->of", X[b], K)
+        mags.append(Y.abs().reshape(-1).float())
+    m = torch.cat(mags)
+    if m.numel() > 4_000_000:
+        m = m[torch.randperm(m.numel(), device=m.device)[:4_000_000]]
+    q = min(max(1.0 - kept, 0.0), 1.0)
+    return float(torch.quantile(m, q))
+
+
+def make_spectral_input(L: Layer, B: int, kept_in: float, value_dtype: str, seed: int) -> tuple[np.ndarray, int]:
+    """A packed input of C channels (Hs x Ws) at kept fraction ``kept_in``: tanh-range values."""
+    from specdeploy import packed
+
+    rng = np.random.default_rng(seed)
+    F = L.F
+    keep = rng.random((B, L.C, F)) < kept_in
+    vals = (np.tanh(rng.standard_normal((B, L.C, F))) + 1j * np.tanh(rng.standard_normal((B, L.C, F))))
+    cap = int(min(L.C * F, max(1, keep.reshape(B, -1).sum(axis=1).max())))
+    return packed.encode(vals.astype(np.complex64), keep, cap, value_dtype, 0.0, False), cap
+
+
+def bench_spec_conv(torch: Any, lib: Any, timer: Timer, L: Layer, B: int, value_dtype: str, kept: float,
+                    kept_in: float, w: Any, bias: Any, dev: Any, seed: int) -> dict[str, Any]:
+    from specdeploy import native
+
+    stream = (lambda: torch.cuda.current_stream().cuda_stream) if dev.type == "cuda" else (lambda: 0)
+    if L.in_domain == "spatial":
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        x = torch.randn(B, L.C, L.H_in, L.H_in, generator=gen).to(dev)
+        X = torch.fft.rfft2(x, s=(L.Hs, L.Ws), norm="ortho").reshape(B, L.C, -1)
+        in_bytes = x.numel() * 4
+        extra = dict(H=L.H_in, W=L.H_in, x_dtype=np.float32)
+    else:
+        blob, _ = make_spectral_input(L, B, kept_in, value_dtype, seed)
+        X = _spectrum_of_packed(torch, blob, L.C, L.Hs, L.Ws, value_dtype, dev)
+        x = torch.from_numpy(blob).to(dev)
+        vw = 2 if value_dtype == "fp32" else 1
+        index_words = 4 + 5 * math.ceil(L.F / 128) * L.C + 1
+        nnz = blob[:, 0].astype(np.int64)
+        in_bytes = int((index_words + nnz * vw).sum()) * 4
+        extra = dict(in_row_words=blob.shape[1])
+    beta = calibrate_beta(torch, X, w, L, kept)
+    del X
+    capacity = int(min(L.O * L.F, math.ceil(kept * L.O * L.F * CAPACITY_MARGIN)))
+    p = native.conv_params(in_domain=L.in_domain, C=L.C, O=L.O, Hs=L.Hs, Ws=L.Ws, k=L.k, beta=beta,
+                           activation="tanh", capacity=capacity, value_dtype=value_dtype, has_bias=True, **extra)
+    S = lib.out_row_words(p)
+    y = torch.empty((B, S), dtype=torch.int32, device=dev)
+    ws_bytes = lib.spec_conv_workspace_size(p, B)
+    ws = torch.empty(max(1, ws_bytes), dtype=torch.uint8, device=dev)
+
+    def call() -> None:
+        lib.spec_conv_forward_ptr(p, B, x.data_ptr(), w.data_ptr(), bias.data_ptr(), y.data_ptr(), ws.data_ptr(),
+                                  ws_bytes, stream())
+
+    t = timer(call)
+    head = y[:, :2].cpu().numpy()
+    out_bytes = B * S * 4
+    w_bytes = w.numel() * 4 + bias.numel() * 4
+    moved = in_bytes + w_bytes + out_bytes
+    return {
+        **t, "value_dtype": value_dtype, "beta": beta, "capacity": capacity, "row_words": S,
+        "workspace_bytes": ws_bytes, "kept_out": float(head[:, 0].mean() / (L.O * L.F)),
+        "overflowed_samples": int(head[:, 1].sum()), "bytes_compulsory": moved,
+        "achieved_gbps": moved / (t["median_ms"] * 1e-3) / 1e9,
+    }
+
+
+def bench_twin_conv(torch: Any, timer: Timer, L: Layer, B: int, dtype: Any, dev: Any, seed: int) -> dict[str, Any]:
+    import torch.nn.functional as TF
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(B, L.C, L.H_twin, L.H_twin, generator=gen).to(dev, dtype)
+    w = (torch.randn(L.O, L.C, L.k, L.k, generator=gen) * math.sqrt(2.0 / (L.C * L.k * L.k))).to(dev, dtype)
+    b = torch.zeros(L.O, device=dev, dtype=dtype)
+    pad = L.k // 2
+    t = timer(lambda: TF.conv2d(x, w, b, 1, pad))
+    size = 2 if dtype == torch.float16 else 4
+    moved = (x.numel() + w.numel() + B * L.O * L.H_twin * L.H_twin) * size
+    return {**t, "bytes_compulsory": moved, "achieved_gbps": moved / (t["median_ms"] * 1e-3) / 1e9}
+
+
+def bench_first_layer_dft(torch: Any, lib: Any, timer: Timer, L: Layer, B: int, dev: Any, seed: int) -> dict[str, Any]:
+    """Spectrum of the first layer's spatial input: the library's direct DFT vs cuFFT vs GEMM DFT."""
+    from specdeploy import native
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(B, L.C, L.H_in, L.H_in, generator=gen).to(dev)
+    H, Hs, Ws = L.H_in, L.Hs, L.Ws
+    Wh = Ws // 2 + 1
+    out: dict[str, Any] = {"batch": B, "C": L.C, "H": H, "Hs": Hs, "Ws": Ws}
+    # the library: a spatial SpecConv with one output channel and capacity 1 = its DFT + a minimal pipeline
+    p = native.conv_params(in_domain="spatial", C=L.C, O=1, Hs=Hs, Ws=Ws, k=L.k, beta=1e30, activation="none",
+                           capacity=1, value_dtype="fp32", H=H, W=H, x_dtype=np.float32)
+    w = torch.zeros(1, L.C, L.k, L.k, device=dev)
+    y = torch.empty((B, lib.out_row_words(p)), dtype=torch.int32, device=dev)
+    ws_bytes = lib.spec_conv_workspace_size(p, B)
+    ws = torch.empty(max(1, ws_bytes), dtype=torch.uint8, device=dev)
+    stream = (lambda: torch.cuda.current_stream().cuda_stream) if dev.type == "cuda" else (lambda: 0)
+    out["library_direct_dft_O1"] = timer(lambda: lib.spec_conv_forward_ptr(
+        p, B, x.data_ptr(), w.data_ptr(), None, y.data_ptr(), ws.data_ptr(), ws_bytes, stream()))
+    out["torch_fft_rfft2"] = timer(lambda: torch.fft.rfft2(x, s=(Hs, Ws), norm="ortho"))
+    # direct DFT as two complex GEMMs: X = Fh[Hs, H] @ x @ Fw[Wh, W]^T, ortho scale folded in
+    u = torch.arange(H, dtype=torch.float64)
+    Fh = torch.exp(-2j * math.pi * torch.outer(torch.arange(Hs, dtype=torch.float64), u) / Hs)
+    Fw = torch.exp(-2j * math.pi * torch.outer(torch.arange(Wh, dtype=torch.float64), u) / Ws)
+    Fh = (Fh / math.sqrt(Hs * Ws)).to(torch.complex64).to(dev)
+    FwT = Fw.t().contiguous().to(torch.complex64).to(dev)
+    xc = x.to(torch.complex64)
+    out["torch_gemm_dft"] = timer(lambda: Fh @ xc @ FwT)
+    ref = torch.fft.rfft2(x, s=(Hs, Ws), norm="ortho")
+    out["gemm_dft_max_abs_err"] = float((Fh @ xc @ FwT - ref).abs().max())
+    return out
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+
+def memory_ratios(spec: str, twin: str, batches: list[int], backend: str, opts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The backend's measured peak (spec / twin) vs the planner's ratio, per batch."""
+    from specdeploy import memory, runtime
+
+    rows = []
+    infos = {k: runtime.read_model(p) for k, p in (("spec", spec), ("twin", twin))}
+    act = "fp16" if infos["spec"].value_dtype == "fp16" else "fp32"
+    # both models' standard ops at the precision the planner counts (fp16 values: the twin at fp16)
+    opts = {**opts, "fp16": act == "fp16"}
+    sessions = {k: runtime.load(p, backend, **opts) for k, p in (("spec", spec), ("twin", twin))}
+    for B in batches:
+        row: dict[str, Any] = {"batch": B, "activation_dtype": act}
+        for k, p in (("spec", spec), ("twin", twin)):
+            s = sessions[k]
+            s.reset_memory()
+            _, C, H, W = s.input_shape
+            x = np.random.default_rng(0).standard_normal((B, C, H, W)).astype(np.float32)
+            s.run(x)
+            m = s.memory()
+            row[k] = {"planned_peak_bytes": memory.plan(p, batch=B, activation_dtype=act).peak_bytes,
+                      "device_peak_bytes": m.get("device_peak_bytes"), "tracked_peak_bytes": m["tracked_peak_bytes"]}
+        key = "device_peak_bytes" if row["spec"]["device_peak_bytes"] is not None else "tracked_peak_bytes"
+        row["measured_key"] = key
+        row["planned_ratio"] = row["spec"]["planned_peak_bytes"] / row["twin"]["planned_peak_bytes"]
+        row["measured_ratio"] = row["spec"][key] / row["twin"][key]
+        row["ratio_error"] = row["measured_ratio"] / row["planned_ratio"] - 1.0
+        row["goal_met"] = abs(row["ratio_error"]) <= 0.10
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+CSV_FIELDS = [
+    "layer", "in_domain", "C", "O", "Hs", "Ws", "H_twin", "batch", "kept_target",
+    "spec_fp32_ms", "spec_fp16_ms", "cudnn_fp32_ms", "cudnn_fp16_ms", "ratio_fp32", "ratio_fp16",
+    "spec_fp32_gbps", "spec_fp16_gbps", "spec_fp16_frac_peak", "spec_fp16_kept_out", "spec_fp16_overflowed",
+    "spec_fp16_capacity",
+]
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--layers", default=None, help="comma-separated layer names (default: all SpecConv layers)")
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--input-size", type=int, default=32)
+    ap.add_argument("--kept", type=float, default=0.2, help="output kept fraction per layer (default 0.2)")
+    ap.add_argument("--kept-in", type=float, default=None, help="input kept fraction (default: --kept)")
+    ap.add_argument("--kept-from", default=None, help="an exported VGG16 .onnx: its calibrated kept fractions")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--inner", type=int, default=10, help="calls per timed event pair")
+    ap.add_argument("--library", default=None, help="libspecdeploy_kernels.so (default $SPECDEPLOY_KERNELS_LIB / build/plugins)")
+    ap.add_argument("--peak-gbps", type=float, default=None, help="override the peak DRAM bandwidth (GB/s)")
+    ap.add_argument("--models", nargs=2, metavar=("SPEC", "TWIN"), default=None,
+                    help="also measure the cuda backend's peak memory ratio vs the planned ratio")
+    ap.add_argument("--out", default=str(ROOT / "results" / "kernels"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--list", action="store_true", help="print the layer table and exit (no GPU needed)")
+    ap.add_argument("--host", action="store_true",
+                    help="smoke-test this script on the host library with CPU tensors (numbers are meaningless)")
+    return ap.parse_args(argv)
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """torch, the native library and the device; Unavailable with the reason otherwise."""
+    try:
+        import torch
+    except ImportError as e:
+        raise Unavailable(f"torch is not installed ({e}); install a CUDA build of torch") from None
+    from specdeploy import native
+
+    if args.host:
+        try:
+            return torch, native.load("host", args.library), torch.device("cpu")
+        except native.NativeLibraryError as e:
+            raise Unavailable(str(e)) from None
+    if torch.version.cuda is None:
+        raise Unavailable(f"this torch ({torch.__version__}) is a CPU-only build; the kernel benchmark needs a "
+                          f"CUDA build of torch and an NVIDIA GPU")
+    if not torch.cuda.is_available():
+        raise Unavailable("no CUDA device is visible to torch (no NVIDIA GPU, driver not loaded, or "
+                          "CUDA_VISIBLE_DEVICES empty); this benchmark only runs on a GPU")
+    torch.cuda.init()
+    try:
+        lib = native.load("cuda", args.library)
+        lib.check_device()
+    except native.NativeLibraryError as e:
+        raise Unavailable(str(e)) from None
+    return torch, lib, torch.device("cuda", torch.cuda.current_device())
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:8.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    layers, spec_model = vgg16_layers(args.width, args.input_size)
+    if args.layers:
+        want = [s.strip() for s in args.layers.split(",")]
+        unknown = sorted(set(want) - {L.name for L in layers})
+        if unknown:
+            raise SystemExit(f"unknown layers {unknown}; known: {', '.join(L.name for L in layers)}")
+        layers = [L for L in layers if L.name in want]
+    kept_map = kept_from_model(args.kept_from) if args.kept_from else {}
+    if args.list:
+        print(f"{'layer':<12} {'domain':<9} {'C':>4} {'O':>4} {'Hs':>3} {'Ws':>3} {'F':>5} {'twin HxW':>8}")
+        for L in layers:
+            print(f"{L.name:<12} {L.in_domain:<9} {L.C:>4} {L.O:>4} {L.Hs:>3} {L.Ws:>3} {L.F:>5} {L.H_twin:>8}")
+        return 0
+    try:
+        torch, lib, dev = _setup(args)
+    except Unavailable as e:
+        print(f"bench_kernels: cannot run here: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    cuda = dev.type == "cuda"
+    timer = Timer(torch, cuda, args.warmup, args.repeats, args.inner)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        dinfo = device_info(torch)
+    else:
+        dinfo = {"name": f"host-{platform.machine()}", "note": "--host smoke test: CPU tensors, wall clock"}
+    peak = args.peak_gbps or dinfo.get("peak_bandwidth_gbps")
+    if args.peak_gbps:
+        dinfo["peak_bandwidth_gbps"] = args.peak_gbps
+        dinfo["peak_bandwidth_source"] = "--peak-gbps"
+    modules = dict(spec_model.named_modules())
+    records: list[dict[str, Any]] = []
+    for L in layers:
+        m = modules[L.name]
+        w = m.weight.detach().float().contiguous().to(dev)
+        bias = (m.bias.detach().float() if getattr(m, "bias", None) is not None
+                else torch.zeros(L.O)).contiguous().to(dev)
+        kept = kept_map.get(L.name, args.kept)
+        kept_in = args.kept_in if args.kept_in is not None else kept
+        for B in batches:
+            rec: dict[str, Any] = {"layer": asdict(L), "batch": B, "kept_target": kept, "kept_in": kept_in}
+            for vd in ("fp32", "fp16"):
+                rec[f"spec_{vd}"] = bench_spec_conv(torch, lib, timer, L, B, vd, kept, kept_in, w, bias, dev,
+                                                    args.seed)
+                if peak:
+                    rec[f"spec_{vd}"]["fraction_of_peak"] = rec[f"spec_{vd}"]["achieved_gbps"] / peak
+            old_tf32 = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
+            try:
+                rec["cudnn_fp32"] = bench_twin_conv(torch, timer, L, B, torch.float32, dev, args.seed)
+            finally:
+                torch.backends.cudnn.allow_tf32 = old_tf32
+            rec["cudnn_fp16"] = bench_twin_conv(torch, timer, L, B, torch.float16, dev, args.seed)
+            for p in ("fp32", "fp16"):
+                rec[f"ratio_{p}"] = rec[f"spec_{p}"]["median_ms"] / rec[f"cudnn_{p}"]["median_ms"]
+            rec["goal_met"] = rec["ratio_fp16"] <= 2.0 and rec["ratio_fp32"] <= 2.0
+            records.append(rec)
+            print(f"{L.name:<12} B={B:<3} spec fp32 {_fmt_ms(rec['spec_fp32']['median_ms'])} ms  "
+                  f"fp16 {_fmt_ms(rec['spec_fp16']['median_ms'])} ms | cuDNN fp32 "
+                  f"{_fmt_ms(rec['cudnn_fp32']['median_ms'])} ms  fp16 {_fmt_ms(rec['cudnn_fp16']['median_ms'])} ms "
+                  f"| x{rec['ratio_fp16']:.2f} (fp16)", flush=True)
+    first = next((L for L in layers if L.in_domain == "spatial"), None)
+    dft = [bench_first_layer_dft(torch, lib, timer, first, B, dev, args.seed) for B in batches] if first else []
+    mem = memory_ratios(args.models[0], args.models[1], batches, "cuda" if cuda else "native-host",
+                        {"library": args.library} if args.library else {}) if args.models else []
+    doc = {
+        "schema": "specdeploy-kernel-bench", "schema_version": 1,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": dinfo, "library": str(lib.path), "library_build": lib.build_info,
+        "settings": {"batches": batches, "width": args.width, "input_size": args.input_size, "kept": args.kept,
+                     "kept_in": args.kept_in, "kept_from": args.kept_from, "capacity_margin": CAPACITY_MARGIN,
+                     "warmup": args.warmup, "repeats": args.repeats, "inner": args.inner,
+                     "cudnn_benchmark": cuda, "cudnn_fp32_tf32": False, "host_smoke_test": not cuda},
+        "goal": "SpecConv <= 2x cuDNN per layer (fp16 vs fp16, fp32 vs fp32); memory ratio within 10% of planned",
+        "layers": records, "first_layer_dft": dft, "memory": mem,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", dinfo["name"]).strip("_") or "device"
+    jpath, cpath = out / f"{stem}.json", out / f"{stem}.csv"
+    jpath.write_text(json.dumps(doc, indent=2))
+    with cpath.open("w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        wr.writeheader()
+        for r in records:
+            L = r["layer"]
+            wr.writerow({
+                "layer": L["name"], "in_domain": L["in_domain"], "C": L["C"], "O": L["O"], "Hs": L["Hs"], "Ws": L["Ws"],
+                "H_twin": L["H_twin"], "batch": r["batch"], "kept_target": r["kept_target"],
+                "spec_fp32_ms": r["spec_fp32"]["median_ms"], "spec_fp16_ms": r["spec_fp16"]["median_ms"],
+                "cudnn_fp32_ms": r["cudnn_fp32"]["median_ms"], "cudnn_fp16_ms": r["cudnn_fp16"]["median_ms"],
+                "ratio_fp32": r["ratio_fp32"], "ratio_fp16": r["ratio_fp16"],
+                "spec_fp32_gbps": r["spec_fp32"]["achieved_gbps"], "spec_fp16_gbps": r["spec_fp16"]["achieved_gbps"],
+                "spec_fp16_frac_peak": r["spec_fp16"].get("fraction_of_peak"),
+                "spec_fp16_kept_out": r["spec_fp16"]["kept_out"],
+                "spec_fp16_overflowed": r["spec_fp16"]["overflowed_samples"],
+                "spec_fp16_capacity": r["spec_fp16"]["capacity"],
+            })
+    _print_summary(doc)
+    print(f"written: {jpath}\nwritten: {cpath}")
+    return 0
+
+
+def _print_summary(doc: dict[str, Any]) -> None:
+    peak = doc["device"].get("peak_bandwidth_gbps")
+    print(f"\n{doc['device']['name']}  (peak DRAM {peak:.0f} GB/s)" if peak else f"\n{doc['device']['name']}")
+    print(f"{'layer':<12} {'B':>3} {'spec16':>9} {'cudnn16':>9} {'x16':>6} {'spec32':>9} {'cudnn32':>9} {'x32':>6} "
+          f"{'GB/s16':>8} {'%peak':>6} {'ovf':>4}")
+    for r in doc["layers"]:
+        s16, s32 = r["spec_fp16"], r["spec_fp32"]
+        frac = s16.get("fraction_of_peak")
+        print(f"{r['layer']['name']:<12} {r['batch']:>3} {s16['median_ms']:>9.4f} {r['cudnn_fp16']['median_ms']:>9.4f} "
+              f"{r['ratio_fp16']:>6.2f} {s32['median_ms']:>9.4f} {r['cudnn_fp32']['median_ms']:>9.4f} "
+              f"{r['ratio_fp32']:>6.2f} {s16['achieved_gbps']:>8.1f} {'-' if frac is None else f'{100 * frac:.1f}':>6} "
+              f"{s16['overflowed_samples']:>4}")
+    for d in doc["first_layer_dft"]:
+        print(f"first-layer spectrum B={d['batch']}: library direct DFT (O=1) {d['library_direct_dft_O1']['median_ms']:.4f} ms, "
+              f"cuFFT rfft2 {d['torch_fft_rfft2']['median_ms']:.4f} ms, GEMM DFT {d['torch_gemm_dft']['median_ms']:.4f} ms")
+    for m in doc["memory"]:
+        print(f"memory B={m['batch']}: planned ratio {m['planned_ratio']:.3f}, measured ({m['measured_key']}) "
+              f"{m['measured_ratio']:.3f}, error {100 * m['ratio_error']:+.1f}% {'(goal met)' if m['goal_met'] else ''}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

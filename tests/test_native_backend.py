@@ -1,0 +1,465 @@
+"""Backend "native-host": the graph executor of the cuda backend on the host build of the kernels.
+
+Why this runs in CI: ``specdeploy.runtime.native_backend`` is one executor for backends "cuda"
+(libspecdeploy_kernels.so, torch CUDA tensors) and "native-host" (libspecdeploy_host.so, torch CPU
+tensors). The host library has the same C ABI, validation, workspace arithmetic and op pipeline, so
+real exported models (LeNet-5, VGG16 at width 0.125, DenseNet depth 10 growth 4, spectral and twin)
+run end to end through the C++ op code and every line of the executor here; only the CUDA kernels and
+the allocator figures are left to tests/test_native_backend_gpu.py.
+
+Comparison with the reference backend (numpy, float64 inside the spectral ops):
+* logits within 1e-4 (fp32 values) / 1e-3 (fp16 values) of the largest reference logit;
+* the overflow flags identical per sample, also when tiny capacities force overflow;
+* the last packed tensor's header (nnz, overflowed, beta_used) identical word for word.
+The executor's own byte account must equal the memory planner's live bytes step by step.
+
+The host library is built once per session with cmake + g++ (a failing build fails, never skips).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch", reason="the native backends use torch tensors as buffers")
+
+from specdeploy import bench, memory, native, runtime, zoo  # noqa: E402
+from specdeploy.runtime.errors import BackendUnavailableError, ModelError  # noqa: E402
+
+SMALL: dict[str, dict[str, Any]] = {
+    "lenet5": {"in_channels": 1},
+    "vgg16": {"width": 0.125},
+    "densenet": {"depth": 10, "growth": 4},
+}
+VALUE_DTYPES = ("fp32", "fp16")
+DATA = "fashion-mnist"
+CALIB = 16
+RTOL = {"fp32": 1e-4, "fp16": 1e-3}
+
+# ------------------------------------------------------------------------------------------------
+# shared helpers (also imported by test_native_backend_gpu.py)
+
+
+def trained_like(name: str, domain: str, **kw: Any) -> "zoo.ZooModel":
+    """A seeded model whose normalization/BN statistics moved off their initial values (as trained)."""
+    torch.manual_seed(0)
+    m = zoo.create(name, domain=domain, **{**SMALL[name], **kw})
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(8, m.config.in_channels, 32, 32))
+    return m.eval()
+
+
+def images(config: "zoo.ModelConfig", n: int, *, split: str = "train", seed: int = 0) -> tuple[np.ndarray, bool]:
+    """``n`` normalized images fitted to the model (real Fashion-MNIST if installed, else Gaussian)."""
+    from specdeploy import data as datasets
+    from specdeploy.export import calibration_images
+
+    try:
+        if split == "train":
+            return calibration_images(config, DATA, n, seed=seed), True
+        ds = datasets.fit(datasets.subset(datasets.load(DATA, "test"), n, seed), config.input_size, config.in_channels)
+        return datasets.normalize(ds.images, DATA), True
+    except datasets.DataNotFoundError:
+        rng = np.random.default_rng(seed + (0 if split == "train" else 1000))
+        x = rng.standard_normal((n, config.in_channels, config.input_size, config.input_size)).astype(np.float32)
+        return x, False
+
+
+def have_data() -> bool:
+    from specdeploy import data as datasets
+
+    try:
+        datasets.load(DATA, "test")
+        return True
+    except datasets.DataNotFoundError:
+        return False
+
+
+def export_suite(out: Path, *, max_batch: int = 8) -> dict[tuple[str, str], Path]:
+    """Export every test model once: keys (name, "fp32"|"fp16") spectral, (name, "twin") spatial.
+
+    Dynamic batch up to ``max_batch``; capacities calibrated on real training images (margin 1.1);
+    metadata names the data set so the bench can evaluate them.
+    """
+    from specdeploy.export import export_model
+
+    meta = {"specdeploy.data": {"name": DATA}}
+    files: dict[tuple[str, str], Path] = {}
+    for name in SMALL:
+        spec = trained_like(name, "spectral")
+        calib, _ = images(spec.config, CALIB)
+        for vd in VALUE_DTYPES:
+            files[(name, vd)] = export_model(spec, out / f"{name}_{vd}.onnx", batch=None, max_batch=max_batch,
+                                             value_dtype=vd, calib_images=calib, metadata=meta).path
+        twin = trained_like(name, "spatial")
+        files[(name, "twin")] = export_model(twin, out / f"{name}_twin.onnx", batch=None, max_batch=max_batch,
+                                             metadata=meta).path
+    return files
+
+
+def export_overflowing(out: Path, name: str, value_dtype: str, *, scale: float, calib_n: int = 4) -> Path:
+    """A spectral export whose capacities are too small for real inputs: calibrated on ``calib_n``
+    images scaled by ``scale`` with margin 1.0 (scale < 1 -> fewer coefficients pass beta)."""
+    from specdeploy.export import export_model
+
+    spec = trained_like(name, "spectral")
+    calib, _ = images(spec.config, calib_n, split="test")
+    return export_model(spec, out / f"{name}_{value_dtype}_small_cap.onnx", batch=None, max_batch=8,
+                        value_dtype=value_dtype, calib_images=calib * np.float32(scale), margin=1.0).path
+
+
+def assert_logits_close(got: np.ndarray, ref: np.ndarray, rtol: float, what: str) -> None:
+    assert got.shape == ref.shape and got.dtype == np.float32, f"{what}: {got.dtype} {got.shape} vs {ref.shape}"
+    scale = float(np.abs(ref).max()) or 1.0
+    err = float(np.abs(got - ref).max()) / scale
+    assert err <= rtol, f"{what}: logits differ by {err:.3g} of the largest logit (> {rtol})"
+
+
+def reference_tensors(path: Path, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Intermediate tensors from the reference backend's evaluator (full packed rows)."""
+    sess = runtime.load(path, "reference")
+    res = sess._evaluator.run(names, {sess.info.input_name: x})
+    return dict(zip(names, res))
+
+
+def assert_same_headers(got: np.ndarray, ref: np.ndarray, what: str) -> None:
+    """nnz, overflowed, beta_used of every sample, word for word."""
+    g, r = got[:, :3].view(np.uint32), ref[:, :3].view(np.uint32)
+    if not np.array_equal(g, r):
+        n = int(np.flatnonzero((g != r).any(axis=1))[0])
+        pytest.fail(f"{what}: header of sample {n} differs: got nnz={g[n, 0]} overflowed={g[n, 1]} "
+                    f"beta_used={got[n, 2:3].view(np.float32)[0]!r}, reference nnz={r[n, 0]} overflowed={r[n, 1]} "
+                    f"beta_used={ref[n, 2:3].view(np.float32)[0]!r}")
+
+
+def assert_steps_follow_plan(sess: Any, plan: "memory.MemoryPlan", what: str) -> None:
+    """The last run's account equals the planner's live bytes at every step (fp32 standard ops); the
+    executor also keeps each overflow tap's 16-byte header per sample; workspaces are the library's
+    real sizes, never below the planner's declared ones."""
+    steps = sess.last_steps
+    assert [n for n, _, _ in steps] == [r.node for r in plan.steps], what
+    headers = 0
+    for (node, live, ws), r in zip(steps, plan.steps):
+        headers += 16 * plan.batch * sum(o in sess.info.overflow_taps for o in r.outputs)
+        assert live - headers == r.live_bytes, f"{what} step {node}: {live - headers} bytes live, planned {r.live_bytes}"
+        assert ws >= r.workspace_bytes, f"{what} step {node}: workspace {ws} < declared {r.workspace_bytes}"
+
+
+# ------------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def host_lib_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """libspecdeploy_host.so built from this checkout once per session (fails, never skips)."""
+    bdir = tmp_path_factory.mktemp("native_backend_host_build")
+    try:
+        path = native.build("host", bdir)
+    except native.NativeBuildError as e:
+        pytest.fail(f"building the host library failed (g++ and cmake are required in CI):\n{e}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _host_lib_env(monkeypatch: pytest.MonkeyPatch, host_lib_path: Path) -> None:
+    """runtime.load(..., "native-host") and the CLI find the library without options."""
+    monkeypatch.setenv("SPECDEPLOY_HOST_LIB", str(host_lib_path))
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
+    return export_suite(tmp_path_factory.mktemp("native_backend_models"))
+
+
+@pytest.fixture(scope="session")
+def test_images() -> dict[int, np.ndarray]:
+    """Eight test images per input channel count (1: LeNet-5, 3: the others)."""
+    out = {}
+    for c in (1, 3):
+        cfg = zoo.ModelConfig(model="lenet5" if c == 1 else "vgg16", in_channels=c)
+        out[c], _ = images(cfg, 8, split="test", seed=1)
+    return out
+
+
+def _x(models: dict, test_images: dict, name: str) -> np.ndarray:
+    return test_images[runtime.read_model(models[(name, "twin")]).input_shape[1]]
+
+
+# ------------------------------------------------------------------------------------------------
+# parity with the reference backend
+
+
+@pytest.mark.parametrize("value_dtype", VALUE_DTYPES)
+@pytest.mark.parametrize("name", list(SMALL))
+def test_spectral_matches_reference(models: dict, test_images: dict, name: str, value_dtype: str) -> None:
+    path = models[(name, value_dtype)]
+    x = _x(models, test_images, name)
+    ref = runtime.load(path, "reference")
+    nh = runtime.load(path, "native-host")
+    assert nh.backend == "native-host" and nh.input_shape[1:] == ref.input_shape[1:]
+    want = ref.run(x)
+    got = nh.run(x)
+    assert_logits_close(got, want, RTOL[value_dtype], f"{name} {value_dtype}")
+    np.testing.assert_array_equal(nh.last_overflowed, ref.last_overflowed)
+    taps = list(nh.info.overflow_taps)
+    assert taps, "a spectral model has overflow taps"
+    got_t = nh.run_tensors(x, taps)
+    ref_t = reference_tensors(path, x, taps)
+    for t in taps:
+        assert got_t[t].dtype == np.int32 and got_t[t].shape == ref_t[t].shape
+        assert_same_headers(got_t[t], ref_t[t], f"{name} {value_dtype} tap {t}")
+
+
+TOY_VARIANTS = [dict(), dict(value_dtype="fp16"), dict(concat=True), dict(bias=False),
+                dict(concat=True, value_dtype="fp16", bias=False, in_channels=3, channels=(3, 5))]
+
+
+@pytest.mark.parametrize("kw", TOY_VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
+def test_toy_graphs_match_reference(kw: dict) -> None:
+    """The hand-built graphs of runtime.toy (no bias, SpecConcat, fp16): independent of the exporter."""
+    from specdeploy.runtime import toy
+
+    m = toy.toy_spectral(**kw)
+    x = np.random.default_rng(1).standard_normal((5, kw.get("in_channels", 1), 8, 8)).astype(np.float32)
+    ref = runtime.load(m, "reference")
+    nh = runtime.load(m, "native-host")
+    assert_logits_close(nh.run(x), ref.run(x), RTOL[kw.get("value_dtype", "fp32")], str(kw))
+    np.testing.assert_array_equal(nh.last_overflowed, ref.last_overflowed)
+    assert_logits_close(runtime.load(toy.toy_spatial(), "native-host").run(x[:, :1]),
+                        runtime.load(toy.toy_spatial(), "reference").run(x[:, :1]), 1e-5, "toy twin")
+
+
+def _standard_ops_graph() -> onnx.ModelProto:
+    """Every standard op the executor implements, with the attribute forms the exports do not use
+    (asymmetric pads, Gemm alpha/beta, Clip bounds as inputs, Squeeze/Unsqueeze axes as inputs)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+
+    def init(name: str, a: np.ndarray) -> onnx.TensorProto:
+        return numpy_helper.from_array(a, name)
+
+    f32 = np.float32
+    inits = [
+        init("w1", rng.standard_normal((4, 2, 3, 3)).astype(f32)), init("b1", rng.standard_normal(4).astype(f32)),
+        init("w2", rng.standard_normal((3, 2, 1, 1)).astype(f32)),
+        init("bias", rng.standard_normal((1, 4, 1, 1)).astype(f32)),
+        init("lo", np.array(-0.5, f32)), init("hi", np.array(1.5, f32)),
+        init("shape", np.array([0, -1], np.int64)), init("ax", np.array([1], np.int64)),
+        init("wg", rng.standard_normal((5, 7)).astype(f32)), init("cg", rng.standard_normal(5).astype(f32)),
+    ]
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["input", "w1", "b1"], ["c1"], name="conv_asym", pads=[1, 0, 1, 2], kernel_shape=[3, 3]),
+        N("Add", ["c1", "bias"], ["a1"], name="add_const"),  # fused in place (after Conv)
+        N("Clip", ["a1", "lo", "hi"], ["k1"], name="clip"),  # fused in place (after a fused op)
+        N("MaxPool", ["k1"], ["p1"], name="pool_pad", kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1]),
+        N("Conv", ["input", "w2"], ["c2"], name="conv1x1"),
+        N("LeakyRelu", ["c2"], ["r2"], name="leaky", alpha=0.2),
+        N("MaxPool", ["r2"], ["p2"], name="pool2", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        N("Concat", ["p1", "p2"], ["cat"], name="concat", axis=1),
+        N("GlobalAveragePool", ["cat"], ["gap"], name="gap"),
+        N("Reshape", ["gap", "shape"], ["flat"], name="reshape"),
+        N("Unsqueeze", ["flat", "ax"], ["u"], name="unsq"),
+        N("Squeeze", ["u", "ax"], ["s"], name="sq"),
+        N("Identity", ["s"], ["i"], name="ident"),
+        N("Gemm", ["i", "wg", "cg"], ["g"], name="gemm", alpha=0.5, beta=2.0, transB=1),
+        N("Relu", ["g"], ["logits"], name="relu_out"),
+    ]
+    graph = helper.make_graph(nodes, "std_ops", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                              ["batch", 2, 9, 9])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 5])], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def test_standard_ops_graph_matches_reference() -> None:
+    m = _standard_ops_graph()
+    x = np.random.default_rng(4).standard_normal((3, 2, 9, 9)).astype(np.float32)
+    want = runtime.load(m, "reference").run(x)
+    s = runtime.load(m, "native-host")
+    assert_logits_close(s.run(x), want, 1e-5, "standard ops")
+    assert_steps_follow_plan(s, memory.plan(m, batch=3), "standard ops")
+    assert_logits_close(runtime.load(m, "native-host", fp16=True).run(x), want, 2e-2, "standard ops fp16")
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_twin_matches_reference(models: dict, test_images: dict, name: str) -> None:
+    path = models[(name, "twin")]
+    x = _x(models, test_images, name)
+    want = runtime.load(path, "reference").run(x)
+    nh = runtime.load(path, "native-host")
+    assert_logits_close(nh.run(x), want, 1e-5, f"{name} twin")
+    assert not nh.last_overflowed.any() and nh.info.overflow_taps == []
+    # fp16 standard ops (the twin at its best precision): close, not exact
+    assert_logits_close(runtime.load(path, "native-host", fp16=True).run(x), want, 2e-2, f"{name} twin fp16 ops")
+
+
+def test_fp16_standard_ops_on_a_spectral_model(models: dict, test_images: dict) -> None:
+    """fp16 mode: SpecToSpatial writes float16 for the head; the spectral part is unchanged."""
+    path = models[("vgg16", "fp16")]
+    x = _x(models, test_images, "vgg16")
+    want = runtime.load(path, "reference").run(x)
+    s = runtime.load(path, "native-host", fp16=True)
+    assert_logits_close(s.run(x), want, 2e-2, "vgg16 fp16 values, fp16 ops")
+    assert s.memory()["standard_ops_dtype"] == "float16"
+
+
+@pytest.mark.parametrize(("name", "value_dtype", "scale"), [("vgg16", "fp16", 0.3), ("densenet", "fp32", 0.3),
+                                                             ("lenet5", "fp32", 1.0)])
+def test_overflow_flags_agree(tmp_path: Path, test_images: dict, name: str, value_dtype: str, scale: float) -> None:
+    """Capacities calibrated on 4 (scaled) images with margin 1.0: other images overflow; both agree."""
+    path = export_overflowing(tmp_path, name, value_dtype, scale=scale)
+    info = runtime.read_model(path)
+    x = test_images[info.input_shape[1]]
+    ref = runtime.load(path, "reference")
+    nh = runtime.load(path, "native-host")
+    want = ref.run(x)
+    got = nh.run(x)
+    assert ref.last_overflowed.any(), "the test needs overflowing samples"
+    np.testing.assert_array_equal(nh.last_overflowed, ref.last_overflowed)
+    assert_logits_close(got, want, RTOL[value_dtype], f"{name} overflowing")
+    got_t = nh.run_tensors(x, info.overflow_taps)
+    ref_t = reference_tensors(path, x, info.overflow_taps)
+    for t in info.overflow_taps:
+        assert_same_headers(got_t[t], ref_t[t], f"{name} overflowing tap {t}")
+
+
+def test_batches_and_workspace_modes(models: dict, test_images: dict) -> None:
+    """Per-sample ops: a sub-batch gives the same rows; per-op workspaces give the same bits."""
+    path = models[("densenet", "fp16")]
+    x = _x(models, test_images, "densenet")
+    shared = runtime.load(path, "native-host")
+    full = shared.run(x)
+    flags = shared.last_overflowed.copy()
+    part = shared.run(x[2:5])
+    np.testing.assert_allclose(part, full[2:5], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(shared.last_overflowed, flags[2:5])
+    per_op = runtime.load(path, "native-host", workspace="per_op")
+    np.testing.assert_array_equal(per_op.run(x), full)
+    np.testing.assert_array_equal(per_op.last_overflowed, flags)
+    assert per_op.memory()["workspace_mode"] == "per_op"
+
+
+# ------------------------------------------------------------------------------------------------
+# memory
+
+
+@pytest.mark.parametrize("kind", ["fp32", "twin"])
+@pytest.mark.parametrize("name", list(SMALL))
+def test_tracked_bytes_follow_the_plan(models: dict, test_images: dict, name: str, kind: str) -> None:
+    """The executor's live bytes equal the planner's step by step (same liveness, views, in-place);
+    workspaces are the library's real sizes (>= the planner's declared ones)."""
+    path = models[(name, kind)]
+    x = _x(models, test_images, name)[:4]
+    s = runtime.load(path, "native-host")
+    s.run(x)
+    p = memory.plan(path, batch=4)
+    assert_steps_follow_plan(s, p, f"{name} {kind}")
+    m = s.memory()
+    for key in ("tracked_peak_bytes", "last_run_tracked_peak_bytes", "tracked_peak_node", "tracked_scope",
+                "workspace_bytes", "workspace_mode", "library", "standard_ops_dtype", "batch",
+                "run_peak_rss_delta_bytes", "backend", "scope"):
+        assert key in m, key
+    assert m["backend"] == "native-host" and m["batch"] == 4 and m["workspace_mode"] == "shared"
+    assert m["tracked_peak_bytes"] > 0 and isinstance(m["tracked_peak_node"], str)
+    assert "device_peak_bytes" not in m  # host tensors: no device figure
+    if kind == "twin":
+        assert m["tracked_peak_bytes"] == p.peak_bytes and m["workspace_bytes"] == 0
+    else:
+        assert m["workspace_bytes"] >= memory.declared_workspace("SpecConv", s.info.spec_nodes[0].attrs, 4) > 0
+        assert m["tracked_peak_bytes"] >= p.peak_bytes
+    s.reset_memory()
+    assert s.memory()["tracked_peak_bytes"] is None
+
+
+def test_memory_scales_with_batch(models: dict, test_images: dict) -> None:
+    path = models[("vgg16", "fp16")]
+    x = _x(models, test_images, "vgg16")
+    s = runtime.load(path, "native-host")
+    s.run(x[:1])
+    one = s.last_steps
+    ws1 = s.memory()["workspace_bytes"]
+    s.reset_memory()
+    s.run(x[:8])
+    eight = s.last_steps
+    assert [8 * live for _, live, _ in one] == [live for _, live, _ in eight]  # activations: linear
+    assert ws1 < s.memory()["workspace_bytes"] <= 8 * ws1  # the library's workspace: per sample + slack
+
+
+# ------------------------------------------------------------------------------------------------
+# registration, errors, bench
+
+
+def test_backend_registered_and_cuda_hook() -> None:
+    assert "native-host" in runtime.BACKENDS and "cuda" in runtime.BACKENDS
+    assert callable(native.runtime_session)
+
+
+def test_missing_library_says_how_to_build(models: dict, tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailableError, match=r"specdeploy build-plugins --kind host"):
+        runtime.load(models[("lenet5", "fp32")], "native-host", library=tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cuda_backend_without_gpu_is_unavailable(models: dict) -> None:
+    with pytest.raises(BackendUnavailableError, match=r"backend 'cuda' is not available"):
+        runtime.load(models[("lenet5", "fp32")], "cuda")
+
+
+def test_cuda_backend_messages_without_a_device(models: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA build of torch on a machine without a visible GPU: say so (no library is touched)."""
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailableError, match=r"torch sees no CUDA device"):
+        runtime.load(models[("lenet5", "fp32")], "cuda")
+
+
+def test_unsupported_op_and_options(models: dict) -> None:
+    m = onnx.load(str(models[("lenet5", "twin")]))
+    last = m.graph.node[-1]
+    last.output[0] = "pre_softmax"
+    m.graph.node.append(onnx.helper.make_node("Softmax", ["pre_softmax"], ["logits"], name="softmax", axis=1))
+    with pytest.raises(ModelError, match=r"node 'softmax' \(Softmax\).*not implemented by the native backends"):
+        runtime.load(m, "native-host")
+    with pytest.raises(ValueError, match="workspace must be one of"):
+        runtime.load(models[("lenet5", "twin")], "native-host", workspace="huge")
+
+
+needs_data = pytest.mark.skipif(not have_data(), reason="the bench evaluates on Fashion-MNIST: "
+                                                        "apt-get install dataset-fashion-mnist")
+
+
+@needs_data
+def test_run_bench_native_host(models: dict) -> None:
+    doc = bench.run_bench(models[("vgg16", "fp16")], models[("vgg16", "twin")], "native-host", [1, 4],
+                          samples=16, repeats=2, warmup=1, progress=False)
+    assert doc["backend"] == "native-host" and [r["batch"] for r in doc["records"]] == [1, 4]
+    for r in doc["records"]:
+        for k in ("spec", "twin"):
+            e = r[k]
+            assert e["measured"]["backend"] == "native-host" and e["measured"]["batch"] == r["batch"]
+            assert e["measured"]["tracked_peak_bytes"] > 0 and e["latency_ms"] > 0
+            assert e["measured_peak_source"] in ("run_peak_rss_delta_bytes", None)
+        assert r["twin"]["overflowed"] == 0
+
+
+@needs_data
+def test_cli_bench_backend_native_host(models: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from specdeploy.cli import main
+
+    out = tmp_path / "b.json"
+    rc = main(["bench", str(models[("lenet5", "fp32")]), "--twin", str(models[("lenet5", "twin")]),
+               "--backend", "native-host", "--batch", "2", "--samples", "8", "--repeats", "1", "--warmup", "0",
+               "--json", str(out), "--no-progress"])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["backend"] == "native-host" and doc["records"][0]["spec"]["measured"]["tracked_peak_bytes"] > 0
