@@ -106,7 +106,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint directory or model file")
-    raise ValueError(f"{path}: not a checkpoint directory (model files are described by `specdeploy memory`)")
+    from specdeploy import runtime
+
+    info = runtime.read_model(path)  # validates the whole graph; errors name node and attribute
+    batch = info.input_shape[0] if info.input_shape[0] is not None else f"dynamic (max {info.max_batch})"
+    print(f"{path}: {'spectral' if info.is_spectral else 'spatial'} model, input {info.input_name} "
+          f"{list(info.input_shape[1:])}, batch {batch}, value_dtype {info.value_dtype or '-'}")
+    model_meta = info.metadata.get("model")
+    if model_meta:
+        print(f"  model: {model_meta if isinstance(model_meta, str) else json.dumps(model_meta)}")
+    for n in info.spec_nodes:
+        cap = n.attrs.get("capacity")
+        print(f"  {n.op:<14} {n.name:<28} " + (f"capacity {cap}" if cap is not None else ""))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -195,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("info", help="describe a checkpoint")
+    p = sub.add_parser("info", help="describe a checkpoint directory or an exported .onnx file")
     p.add_argument("path")
     p.set_defaults(func=cmd_info)
 

@@ -179,3 +179,14 @@ def test_recipe_not_found_lists_known(tmp_path: Path) -> None:
     bad.write_text("name = [")
     with pytest.raises(recipes.RecipeError, match="not valid TOML"):
         recipes.load(bad)
+
+
+def test_cli_info_describes_an_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    m = trained_like("lenet5", "spectral")
+    path = export_model(m, tmp_path / "m.onnx", batch=None, max_batch=4, calib_images=calib(m)).path
+    assert cli_main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "spectral model" in out and "dynamic (max 4)" in out and "SpecConv" in out and "capacity" in out
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    assert cli_main(["info", str(tmp_path / "junk.onnx")]) == 2
+    assert "not an ONNX model" in capsys.readouterr().err
