@@ -52,10 +52,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from specdeploy.train import TrainConfig, loaders_for, pick_device, train
 
     device = pick_device(args.device)
-    probe = zoo.ModelConfig(model=args.model)  # validates the name before any data is read
     in_channels = args.in_channels or (1 if args.data in ("fashion-mnist", "mnist") else 3)
     config = zoo.ModelConfig(
-        model=probe.model, domain=args.domain, num_classes=10, in_channels=in_channels,
+        model=args.model, domain=args.domain, num_classes=10, in_channels=in_channels,
         input_size=args.input_size, width=args.width, beta=args.beta, activation=args.activation,
         norm=not args.no_norm, depth=args.depth, growth=args.growth,
     )

@@ -1,0 +1,42 @@
+"""The command line end to end on tiny runs: train -> eval -> info -> export -> memory -> bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from specdeploy.cli import main
+
+
+def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ck = {d: tmp_path / d for d in ("spectral", "spatial")}
+    for domain, out in ck.items():
+        assert main(["train", "--model", "lenet5", "--domain", domain, "--data", "fashion-mnist", "--max-steps", "5",
+                     "--batch-size", "32", "--samples", "320", "--test-samples", "64", "--out", str(out)]) == 0
+        assert (out / "model.safetensors").is_file()
+    assert main(["eval", str(ck["spectral"]), "--data", "fashion-mnist", "--samples", "64",
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert ev["samples"] == 64 and 0.0 <= ev["accuracy"] <= 1.0 and set(ev["kept"]) == {"features.0", "features.2"}
+    assert main(["info", str(ck["spectral"])]) == 0
+    onnx = {d: tmp_path / f"{d}.onnx" for d in ck}
+    for d in ck:
+        assert main(["export", str(ck[d]), "-o", str(onnx[d]), "--dynamic-batch", "--max-batch", "4",
+                     "--value-dtype", "fp16", "--calib-samples", "64"]) == 0
+    assert main(["memory", str(onnx["spectral"]), "--batch", "2", "--activation-dtype", "fp16",
+                 "--json", str(tmp_path / "mem.json")]) == 0
+    assert json.loads((tmp_path / "mem.json").read_text())["peak_bytes"] > 0
+    assert main(["bench", str(onnx["spectral"]), "--twin", str(onnx["spatial"]), "--backend", "reference",
+                 "--batch", "1,4", "--samples", "32", "--repeats", "2", "--no-progress",
+                 "--json", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv")]) == 0
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert [r["batch"] for r in doc["records"]] == [1, 4]
+    capsys.readouterr()
+    # user errors: one line, exit status 2
+    assert main(["bench", str(onnx["spectral"]), "--twin", str(onnx["spatial"]), "--batch", "8"]) == 2
+    assert "max" in capsys.readouterr().err
+    assert main(["train", "--model", "lenet5", "--data", "svhn", "--data-dir", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "svhn" in capsys.readouterr().err.lower()
