@@ -75,4 +75,23 @@ inline sd_status sd_concat_check_inputs(const sd::ConcatPlan& P, const int32_t* 
     return SD_OK;
 }
 
+/* The prelude of both launchers (host C++): clears the message, plans, checks the pointers and the
+ * workspace, sets up the producer and the pipeline. *run is true when there is work (SD_OK, batch > 0). */
+inline sd_status sd_concat_prepare(const sd_spec_concat_params* p, int32_t batch, const int32_t* const* xs, int32_t* y,
+                                   void* workspace, size_t workspace_bytes, sd_concat_producer* prod, sd_pipe* pipe,
+                                   bool* run) {
+    *run = false;
+    sd::clear_error();
+    sd::ConcatPlan P;
+    sd_status st = sd::plan_concat(p, batch, &P);
+    if (st != SD_OK) return st;
+    if (batch == 0) return SD_OK;
+    if ((st = sd_concat_check_inputs(P, xs)) != SD_OK) return st;
+    if ((st = sd::check_ptr("SpecConcat", "y", y)) != SD_OK) return st;
+    if ((st = sd::check_workspace("SpecConcat", workspace, workspace_bytes, P.ws_bytes)) != SD_OK) return st;
+    sd_concat_setup(P, xs, y, workspace, prod, pipe);
+    *run = true;
+    return SD_OK;
+}
+
 #endif /* SPECDEPLOY_SPEC_CONCAT_H */

@@ -13,6 +13,7 @@
 #include "specdeploy/pipeline.h"
 #include "specdeploy/plan.h"
 #include "specdeploy/specdeploy_c.h"
+#include "specdeploy/status.h"
 
 /* K[o, c, (p, q)] from the k x k kernel wk (row-major). Row twiddles of the column DFT first. */
 SD_HD inline sd_cf sd_conv_kernel_coeff(const float* wk, int32_t k, uint32_t p, uint32_t q, uint32_t Hs, uint32_t Ws,
@@ -193,6 +194,26 @@ inline void sd_conv_setup(const sd::ConvPlan& P, const void* x, const float* w, 
     pr.twW = (const sd_cf*)(base + P.tw_w);
     *prod = pr;
     *pipe = sd::make_pipe(P.pipe, base, P.B, P.out, y, 1, P.beta);
+}
+
+/* The prelude of both launchers (host C++): clears the message, plans into *P, checks the pointers and
+ * the workspace, sets up the producer and the pipeline. *run is true when there is work (SD_OK, batch > 0). */
+inline sd_status sd_conv_prepare(const sd_spec_conv_params* p, int32_t batch, const void* x, const float* w,
+                                 const float* b, int32_t* y, void* workspace, size_t workspace_bytes, sd::ConvPlan* P,
+                                 sd_conv_producer* prod, sd_pipe* pipe, bool* run) {
+    *run = false;
+    sd::clear_error();
+    sd_status st = sd::plan_conv(p, batch, P);
+    if (st != SD_OK) return st;
+    if (batch == 0) return SD_OK;
+    if ((st = sd::check_ptr("SpecConv", "x", x)) != SD_OK) return st;
+    if ((st = sd::check_ptr("SpecConv", "w", w)) != SD_OK) return st;
+    if (P->has_bias && (st = sd::check_ptr("SpecConv", "b", b)) != SD_OK) return st;
+    if ((st = sd::check_ptr("SpecConv", "y", y)) != SD_OK) return st;
+    if ((st = sd::check_workspace("SpecConv", workspace, workspace_bytes, P->ws_bytes)) != SD_OK) return st;
+    sd_conv_setup(*P, x, w, b, y, workspace, prod, pipe);
+    *run = true;
+    return SD_OK;
 }
 
 #endif /* SPECDEPLOY_SPEC_CONV_H */

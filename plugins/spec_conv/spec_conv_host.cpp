@@ -8,20 +8,12 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
                                                  const float* w, const float* b, int32_t* y, void* workspace,
                                                  size_t workspace_bytes, void* stream) {
     (void)stream;
-    sd::clear_error();
     sd::ConvPlan P;
-    sd_status st = sd::plan_conv(p, batch, &P);
-    if (st != SD_OK) return st;
-    if (batch == 0) return SD_OK;
-    if ((st = sd::check_ptr("SpecConv", "x", x)) != SD_OK) return st;
-    if ((st = sd::check_ptr("SpecConv", "w", w)) != SD_OK) return st;
-    if (P.has_bias && (st = sd::check_ptr("SpecConv", "b", b)) != SD_OK) return st;
-    if ((st = sd::check_ptr("SpecConv", "y", y)) != SD_OK) return st;
-    if ((st = sd::check_workspace("SpecConv", workspace, workspace_bytes, P.ws_bytes)) != SD_OK) return st;
-
     sd_conv_producer prod;
     sd_pipe pipe;
-    sd_conv_setup(P, x, w, b, y, workspace, &prod, &pipe);
+    bool run;
+    const sd_status st = sd_conv_prepare(p, batch, x, w, b, y, workspace, workspace_bytes, &P, &prod, &pipe, &run);
+    if (st != SD_OK || !run) return st;
     sd_cf* twH = const_cast<sd_cf*>(prod.twH);
     sd_cf* twW = const_cast<sd_cf*>(prod.twW);
     for (int32_t j = 0; j < P.Hs; ++j) twH[j] = sd_twiddle(j, P.Hs);

@@ -13,6 +13,7 @@
 #include "specdeploy/pipeline.h"
 #include "specdeploy/plan.h"
 #include "specdeploy/specdeploy_c.h"
+#include "specdeploy/status.h"
 
 /* Input frequency index of output frequency f (output Hs' x Wh', input Hs x Wh). */
 SD_HD inline int32_t sd_pool_source(int32_t f, int32_t Hs, int32_t Wh, int32_t oHs, int32_t oWh) {
@@ -62,6 +63,25 @@ inline void sd_pool_setup(const sd::PoolPlan& P, const int32_t* x, int32_t* y, v
     pr.scale = P.scale;
     *prod = pr;
     *pipe = sd::make_pipe(P.pipe, sd::ws_base(workspace), P.B, P.out, y, 0, 0.0f);
+}
+
+/* The prelude of both launchers (host C++): clears the message, plans, checks the pointers and the
+ * workspace, sets up the producer and the pipeline. *run is true when there is work (SD_OK, batch > 0). */
+inline sd_status sd_pool_prepare(const sd_spec_pool_params* p, int32_t batch, const int32_t* x, int32_t* y,
+                                 void* workspace, size_t workspace_bytes, sd_pool_producer* prod, sd_pipe* pipe,
+                                 bool* run) {
+    *run = false;
+    sd::clear_error();
+    sd::PoolPlan P;
+    sd_status st = sd::plan_pool(p, batch, &P);
+    if (st != SD_OK) return st;
+    if (batch == 0) return SD_OK;
+    if ((st = sd::check_ptr("SpecPool", "x", x)) != SD_OK) return st;
+    if ((st = sd::check_ptr("SpecPool", "y", y)) != SD_OK) return st;
+    if ((st = sd::check_workspace("SpecPool", workspace, workspace_bytes, P.ws_bytes)) != SD_OK) return st;
+    sd_pool_setup(P, x, y, workspace, prod, pipe);
+    *run = true;
+    return SD_OK;
 }
 
 #endif /* SPECDEPLOY_SPEC_POOL_H */

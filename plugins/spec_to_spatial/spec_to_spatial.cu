@@ -34,18 +34,13 @@ __global__ void __launch_bounds__(128) k_to_spatial(const int32_t* x, sd_layout 
 extern "C" SD_API sd_status sd_spec_to_spatial_forward(const sd_spec_to_spatial_params* p, int32_t batch,
                                                        const int32_t* x, void* y, void* workspace,
                                                        size_t workspace_bytes, void* stream) {
-    sd::clear_error();
     sd::ToSpatialPlan P;
-    sd_status st = sd::plan_to_spatial(p, batch, &P);
-    if (st != SD_OK) return st;
-    if (batch == 0) return SD_OK;
-    if ((st = sd::check_ptr("SpecToSpatial", "x", x)) != SD_OK) return st;
-    if ((st = sd::check_ptr("SpecToSpatial", "y", y)) != SD_OK) return st;
-    if ((st = sd::check_workspace("SpecToSpatial", workspace, workspace_bytes, P.ws_bytes)) != SD_OK) return st;
+    sd_cf* twH = nullptr;
+    sd_cf* twW = nullptr;
+    bool run;
+    const sd_status st = sd_to_spatial_prepare(p, batch, x, y, workspace, workspace_bytes, &P, &twH, &twW, &run);
+    if (st != SD_OK || !run) return st;
     cudaStream_t cs = (cudaStream_t)stream;
-    unsigned char* base = sd::ws_base(workspace);
-    sd_cf* twH = (sd_cf*)(base + P.tw_h);
-    sd_cf* twW = (sd_cf*)(base + P.tw_w);
     cudaError_t e = sd_launch_twiddle(twH, P.Hs, cs);
     if (e == cudaSuccess) e = sd_launch_twiddle(twW, P.Ws, cs);
     if (e != cudaSuccess) return sd::cuda_fail("SpecToSpatial", e);

@@ -16,6 +16,7 @@
 #include "specdeploy/packed.h"
 #include "specdeploy/plan.h"
 #include "specdeploy/specdeploy_c.h"
+#include "specdeploy/status.h"
 
 #define SD_TS_ROWS 8 /* rows per tile (accumulators per thread in the column pass) */
 
@@ -76,6 +77,27 @@ inline int32_t sd_ts_rows(int32_t Wh) {
     if (nh > SD_TS_ROWS) nh = SD_TS_ROWS;
     if (nh < 1) nh = 1; /* Ws <= 8192 (plan): Wh * 8 <= 32 KiB */
     return (int32_t)nh;
+}
+
+/* The prelude of both launchers (host C++): clears the message, plans into *P, checks the pointers and
+ * the workspace, locates the twiddle tables (Hs, Ws entries) in it. *run is true when there is work
+ * (SD_OK, batch > 0). */
+inline sd_status sd_to_spatial_prepare(const sd_spec_to_spatial_params* p, int32_t batch, const int32_t* x, void* y,
+                                       void* workspace, size_t workspace_bytes, sd::ToSpatialPlan* P, sd_cf** twH,
+                                       sd_cf** twW, bool* run) {
+    *run = false;
+    sd::clear_error();
+    sd_status st = sd::plan_to_spatial(p, batch, P);
+    if (st != SD_OK) return st;
+    if (batch == 0) return SD_OK;
+    if ((st = sd::check_ptr("SpecToSpatial", "x", x)) != SD_OK) return st;
+    if ((st = sd::check_ptr("SpecToSpatial", "y", y)) != SD_OK) return st;
+    if ((st = sd::check_workspace("SpecToSpatial", workspace, workspace_bytes, P->ws_bytes)) != SD_OK) return st;
+    unsigned char* base = sd::ws_base(workspace);
+    *twH = (sd_cf*)(base + P->tw_h);
+    *twW = (sd_cf*)(base + P->tw_w);
+    *run = true;
+    return SD_OK;
 }
 
 #endif /* SPECDEPLOY_SPEC_TO_SPATIAL_H */

@@ -8,17 +8,12 @@ extern "C" SD_API sd_status sd_spec_to_spatial_forward(const sd_spec_to_spatial_
                                                        const int32_t* x, void* y, void* workspace,
                                                        size_t workspace_bytes, void* stream) {
     (void)stream;
-    sd::clear_error();
     sd::ToSpatialPlan P;
-    sd_status st = sd::plan_to_spatial(p, batch, &P);
-    if (st != SD_OK) return st;
-    if (batch == 0) return SD_OK;
-    if ((st = sd::check_ptr("SpecToSpatial", "x", x)) != SD_OK) return st;
-    if ((st = sd::check_ptr("SpecToSpatial", "y", y)) != SD_OK) return st;
-    if ((st = sd::check_workspace("SpecToSpatial", workspace, workspace_bytes, P.ws_bytes)) != SD_OK) return st;
-    unsigned char* base = sd::ws_base(workspace);
-    sd_cf* twH = (sd_cf*)(base + P.tw_h);
-    sd_cf* twW = (sd_cf*)(base + P.tw_w);
+    sd_cf* twH = nullptr;
+    sd_cf* twW = nullptr;
+    bool run;
+    const sd_status st = sd_to_spatial_prepare(p, batch, x, y, workspace, workspace_bytes, &P, &twH, &twW, &run);
+    if (st != SD_OK || !run) return st;
     for (int32_t j = 0; j < P.Hs; ++j) twH[j] = sd_twiddle(j, P.Hs);
     for (int32_t j = 0; j < P.Ws; ++j) twW[j] = sd_twiddle(j, P.Ws);
     const int32_t RH = sd_ts_rows(P.Wh);
