@@ -21,11 +21,39 @@ DATA = "fashion-mnist"
 BACKEND_ORDER = ("tensorrt", "cuda", "reference")
 
 
+def ensure_cuda_library() -> str | None:
+    """On a machine with a GPU and nvcc, build the CUDA kernel library if it is not built yet.
+
+    The cuda backend is "present" whenever the hardware and compiler are, so the demo builds what it
+    needs (for this GPU's architecture only, to keep it quick). Returns a message when it cannot.
+    """
+    import shutil
+
+    import torch
+
+    from specdeploy import native
+
+    if not torch.cuda.is_available() or shutil.which("nvcc") is None:
+        return None
+    if native.library_path("cuda").is_file():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    try:
+        print(f"== building the CUDA kernel library for sm_{major}{minor}", flush=True)
+        native.build("cuda", cuda_architectures=f"{major}{minor}")
+    except native.NativeBuildError as e:
+        return f"could not build the CUDA kernel library: {e}"
+    return None
+
+
 def pick_backend(model_path: Path) -> tuple[str, list[str]]:
     """The first backend in BACKEND_ORDER that can open the model here, and why the others could not."""
     from specdeploy import runtime
 
     skipped = []
+    problem = ensure_cuda_library()
+    if problem:
+        skipped.append(problem)
     for name in BACKEND_ORDER:
         try:
             runtime.load(model_path, name)
