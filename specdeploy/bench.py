@@ -190,7 +190,8 @@ def run_bench(
     chunks = {k: -(-len(evals[k][0]) // acc_batch) for k in MODELS}
     total = sum(chunks.values()) + len(batches) * 2 * (warmup + repeats)
     results: dict[str, dict[str, Any]] = {k: {} for k in MODELS}
-    with tqdm(total=total, desc=f"bench ({backend})", disable=not progress, leave=False) as bar:
+    # disable=None: bars only on a terminal, never in logs
+    with tqdm(total=total, desc=f"bench ({backend})", disable=None if progress else True, leave=False) as bar:
         for k in MODELS:
             x, y, _ = evals[k]
             acc, ovf = _accuracy(sessions[k], x, y, acc_batch, bar)

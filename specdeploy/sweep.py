@@ -138,7 +138,7 @@ def run_sweep(
     twin_row.update(planned_peak_bytes=twin_plan.peak_bytes, planned_peak_node=twin_plan.peak_node)
 
     rows = []
-    for beta in tqdm(betas, desc="sweep", disable=not progress):
+    for beta in tqdm(betas, desc="sweep", disable=None if progress else True):
         path = out / "onnx" / f"spec_beta{beta:g}.onnx"
         res = export_checkpoint(ckpt, path, beta=beta, calib_data=data, calib_samples=calib_samples,
                                 data_dir=data_dir, margin=margin, **common)
