@@ -128,36 +128,6 @@ def spec_concat(
 def _inherit(
     vals: np.ndarray, keep: np.ndarray, capacity: int, value_dtype: str, upstream: np.ndarray
 ) -> np.ndarray:
-    """Re-pack inherited coefficients; over capacity the grid (base 2^-10, i >= 1) drops the smallest."""
-    B = vals.shape[0]
-    over = keep.reshape(B, -1).sum(axis=1) > capacity
-    keep_out = keep.copy()
-    beta_used = np.zeros(B, dtype=np.float32)
-    for s in np.flatnonzero(over):
-        t = _smallest_fitting_threshold(vals[s][keep[s]], capacity)
-        keep_out[s] &= packed.kept_at(vals[s], t)
-        beta_used[s] = t
-    return packed.encode(
-        np.where(keep_out, vals, 0).astype(np.complex64), keep_out, capacity, value_dtype, beta_used,
-        over | np.asarray(upstream, dtype=bool),
-    )
-
-
-def _smallest_fitting_threshold(kept_values: np.ndarray, capacity: int) -> np.float32:
-    """Grid value t_i (base 2^-10) of the smallest i >= 1 that keeps at most `capacity` values.
-
-    The count is non-increasing in i and reaches 0 once t_i is inf, so a binary search finds it.
-    """
-    def fits(i: int) -> bool:
-        return int(packed.kept_at(kept_values, packed.threshold_grid(0.0, i)).sum()) <= capacity
-
-    lo, hi = 1, 1
-    while not fits(hi):
-        lo, hi = hi + 1, hi * 2
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return packed.threshold_grid(0.0, lo)
+    """Re-pack inherited coefficients: the input mask is the candidate set (beta 0); over capacity
+    the grid (base 2^-10, i >= 1) drops the smallest (docs/format.md)."""
+    return packed.pack(vals, vals, 0.0, capacity, value_dtype, upstream_overflowed=upstream, candidates=keep)
