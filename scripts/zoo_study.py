@@ -67,10 +67,12 @@ def summarize(out: Path, runs: list[dict[str, Any]], batches: tuple[int, ...] = 
     for r in runs:
         r["planned_peak_bytes"] = {}
         r["planned_peak_node"] = {}
+        r["planned_live_peak_bytes"] = {}
         for b in batches:
             p = memory.plan(r["onnx"], batch=b, activation_dtype="fp16")
             r["planned_peak_bytes"][str(b)] = p.peak_bytes
             r["planned_peak_node"][str(b)] = p.peak_node
+            r["planned_live_peak_bytes"][str(b)] = p.live_peak_bytes
     twins = {r["model"]: r for r in runs if r["domain"] == "spatial"}
     rows = []
     for r in runs:
@@ -84,6 +86,8 @@ def summarize(out: Path, runs: list[dict[str, Any]], batches: tuple[int, ...] = 
             "mean_kept_fraction": sum(kept.values()) / max(len(kept), 1),
             **{f"ratio_planned_peak_b{b}": r["planned_peak_bytes"][str(b)] / t["planned_peak_bytes"][str(b)]
                for b in batches},
+            **{f"ratio_live_peak_b{b}": r["planned_live_peak_bytes"][str(b)] / t["planned_live_peak_bytes"][str(b)]
+               for b in batches},
             **{f"spec_peak_b{b}": r["planned_peak_bytes"][str(b)] for b in batches},
             **{f"twin_peak_b{b}": t["planned_peak_bytes"][str(b)] for b in batches},
             "spec_peak_node_b1": r["planned_peak_node"]["1"], "twin_peak_node_b1": t["planned_peak_node"]["1"],
@@ -91,14 +95,16 @@ def summarize(out: Path, runs: list[dict[str, Any]], batches: tuple[int, ...] = 
     doc = {"machine": platform.platform(), "data": DATA, "value_dtype": "fp16", "twin_activation_dtype": "fp16",
            "batches": list(batches), "runs": runs, "table": rows}
     (out / "study.json").write_text(json.dumps(doc, indent=2))
-    lines = ["| model | arch | beta | steps | acc spec | acc twin | mean kept | peak spec/twin b1 | b8 | spec peak node |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | arch | beta | steps | acc spec | acc twin | mean kept | peak spec/twin b1 | b8 | "
+             "activations only b1 | b8 | spec peak node |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         arch = ", ".join(f"{k}={v}" for k, v in row["arch"].items()) or "full"
         lines.append(f"| {row['model']} | {arch} | {row['beta']} | {row['steps']} | {row['spec_accuracy']:.4f} | "
                      f"{row['twin_accuracy']:.4f} | {row['mean_kept_fraction']:.3f} | "
                      f"{row['ratio_planned_peak_b1']:.3f} ({row['spec_peak_b1']} / {row['twin_peak_b1']} B) | "
-                     f"{row['ratio_planned_peak_b8']:.3f} | {row['spec_peak_node_b1']} |")
+                     f"{row['ratio_planned_peak_b8']:.3f} | {row['ratio_live_peak_b1']:.3f} | "
+                     f"{row['ratio_live_peak_b8']:.3f} | {row['spec_peak_node_b1']} |")
     (out / "study.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return doc

@@ -13,10 +13,15 @@ on what their graphs *need*, not on what an allocator happened to do. The rules 
   constant (bias) directly after Conv/Gemm/MatMul (or after such a fused op) write in place when the
   producer's output has no other reader: no new tensor, the buffer's live range is extended.
 * Views: Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout alias their input (no copy).
-* Workspace: SpecConv with ``in_domain = spatial`` declares the dense spectrum of its input,
-  ``B * C * F * 8`` bytes (fp32 complex, F = Hs * (Ws // 2 + 1)), the only dense spectral buffer
-  the contract allows. Every other op declares 0 (SpecConv streams; cuDNN-style conv workspace is
-  not charged to the twin either).
+* Workspace: each specdeploy op declares exactly what the native library's ``*_workspace_size``
+  returns (``declared_workspace`` ports plugins/common/src/plan.cpp; a CI test holds the two equal),
+  so the plan, the cuda backend's allocator peak and a TensorRT plugin's scratch count the same
+  bytes. That is the overflow pipeline's per-sample level histogram and threshold words (every op
+  with a packed output), the DFT twiddle tables (SpecConv, SpecToSpatial), and for SpecConv with
+  ``in_domain = spatial`` the dense spectrum of its input, ``B * C * F * 8`` bytes (fp32 complex,
+  F = Hs * (Ws // 2 + 1)), the only dense spectral buffer the contract allows. Standard ops declare
+  0: the twin's conv workspace depends on the algorithm cuDNN/TensorRT picks and is not charged,
+  which favours the twin.
 * ``activation_dtype = "fp16"`` counts float32 tensors produced by standard ops as 2 bytes (the twin
   at its best precision, to compare with fp16 spectral values). The graph input (an fp32 binding),
   packed tensors (int32 rows, their value width is already in S), SpecToSpatial's output (float32 by
@@ -97,6 +102,7 @@ class MemoryPlan:
     peak_step: int
     peak_node: str
     peak_op: str
+    live_peak_bytes: int  # the peak of live activations alone (no workspace): the feature maps' share
     weights_bytes: int
     input_bytes: int
     output_bytes: int
@@ -129,7 +135,8 @@ class MemoryPlan:
             f"model {self.model}: batch {self.batch}, activations counted as {self.activation_dtype}"
             + (f", packed values {self.value_dtype}" if self.value_dtype else ""),
             f"planned peak {_fmt(self.peak_bytes)} ({self.peak_bytes} bytes) at step {self.peak_step}, "
-            f"node '{self.peak_node}' ({self.peak_op})",
+            f"node '{self.peak_node}' ({self.peak_op}); live activations alone peak at "
+            f"{_fmt(self.live_peak_bytes)} ({self.live_peak_bytes} bytes)",
             f"weights {_fmt(self.weights_bytes)} (reported separately), input {_fmt(self.input_bytes)}, "
             f"output {_fmt(self.output_bytes)}",
         ]
@@ -143,10 +150,42 @@ def _fmt(n: int) -> str:
     return f"{n} B"
 
 
+# The native library's workspace layout (plugins/common/src/plan.cpp, threshold.h): sub-buffers
+# aligned to WS_ALIGN, plus WS_ALIGN of slack for an unaligned base pointer.
+WS_ALIGN = 256
+HIST_LEVELS = 600  # SD_NLEV: levels of the overflow grid's per-sample histogram (uint32 each)
+_COMPLEX64 = 8
+
+
+def _align(n: int) -> int:
+    return (n + WS_ALIGN - 1) // WS_ALIGN * WS_ALIGN
+
+
+def _pipeline_workspace(batch: int) -> int:
+    """Ops with a packed output: the level histogram, then threshold/owner/flag words per sample."""
+    return _align(4 * batch * HIST_LEVELS) + _align(12 * batch)
+
+
 def declared_workspace(op: str, attrs: dict[str, Any], batch: int) -> int:
-    """Workspace bytes an op declares (DESIGN §5): the first layer's dense input spectrum, else 0."""
-    if op == "SpecConv" and attrs.get("in_domain") == "spatial":
-        return batch * int(attrs["C"]) * packed.num_coeffs(int(attrs["Hs"]), int(attrs["Ws"])) * 8
+    """Workspace bytes a specdeploy op declares at ``batch`` (DESIGN §5): the library's own figure.
+
+    Why a port and not a call: the planner must run from the ONNX file alone, without the native
+    library (CI without a compiler, a laptop). tests/test_native_backend.py checks this function
+    against ``sd_*_workspace_size`` of the host library for every op of the exported models and
+    for a grid of attributes and batches. Standard ops declare 0.
+    """
+    if batch < 0:
+        raise ValueError(f"batch must be >= 0, got {batch}")
+    if op == "SpecConv":
+        Hs, Ws = int(attrs["Hs"]), int(attrs["Ws"])
+        ws = _pipeline_workspace(batch) + _align(_COMPLEX64 * Hs) + _align(_COMPLEX64 * Ws)
+        if attrs.get("in_domain") == "spatial":
+            ws += _align(_COMPLEX64 * batch * int(attrs["C"]) * packed.num_coeffs(Hs, Ws))
+        return ws + WS_ALIGN
+    if op in ("SpecPool", "SpecConcat"):
+        return _pipeline_workspace(batch) + WS_ALIGN
+    if op == "SpecToSpatial":
+        return _align(_COMPLEX64 * int(attrs["Hs"])) + _align(_COMPLEX64 * int(attrs["Ws"])) + WS_ALIGN
     return 0
 
 
@@ -243,7 +282,7 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
     return MemoryPlan(
         model=info.label, batch=B, activation_dtype=activation_dtype, value_dtype=info.value_dtype,
         tensors=list(rows.values()), steps=steps, peak_bytes=peak.total_bytes, peak_step=peak.step,
-        peak_node=peak.node, peak_op=peak.op,
+        peak_node=peak.node, peak_op=peak.op, live_peak_bytes=max(r.live_bytes for r in steps),
         weights_bytes=sum(w.nbytes() for w in weights.values()),
         input_bytes=rows[info.input_name].bytes,
         output_bytes=sum(rows[buffer_of[o]].bytes for o in outputs if o in rows),

@@ -135,7 +135,8 @@ def run_sweep(
         export_model(zoo.build(cfg), twin_path, metadata={"specdeploy.data": {"name": data_name}}, **common)
         twin_row.update(accuracy=None, note="untrained twin built from the spectral config: planned memory only")
     twin_plan = memory.plan(twin_path, batch=batch, activation_dtype=act)
-    twin_row.update(planned_peak_bytes=twin_plan.peak_bytes, planned_peak_node=twin_plan.peak_node)
+    twin_row.update(planned_peak_bytes=twin_plan.peak_bytes, planned_peak_node=twin_plan.peak_node,
+                    planned_live_peak_bytes=twin_plan.live_peak_bytes)
 
     rows = []
     for beta in tqdm(betas, desc="sweep", disable=None if progress else True):
@@ -150,7 +151,8 @@ def run_sweep(
             "beta": beta, "path": str(path), "kept": kept,
             "kept_mean": sum(kept.values()) / len(kept) if kept else None,
             "capacities": res.capacities, "planned_peak_bytes": p.peak_bytes, "planned_peak_node": p.peak_node,
-            "planned_ratio": p.peak_bytes / twin_plan.peak_bytes, **ev,
+            "planned_ratio": p.peak_bytes / twin_plan.peak_bytes, "planned_live_peak_bytes": p.live_peak_bytes,
+            "planned_live_ratio": p.live_peak_bytes / twin_plan.live_peak_bytes, **ev,
         })
     front = pareto_front([(r["planned_ratio"], r["accuracy"]) for r in rows])
     for i, r in enumerate(rows):
@@ -169,8 +171,9 @@ def run_sweep(
 
 
 def write_csv(doc: dict[str, Any], path: str | Path) -> Path:
-    """One row per beta: beta, kept_mean, accuracy, overflowed, planned bytes and ratio, pareto."""
-    fields = ["beta", "kept_mean", "accuracy", "overflowed", "samples", "planned_peak_bytes", "planned_ratio", "pareto"]
+    """One row per beta: beta, kept_mean, accuracy, overflowed, planned bytes and ratios, pareto."""
+    fields = ["beta", "kept_mean", "accuracy", "overflowed", "samples", "planned_peak_bytes", "planned_ratio",
+              "planned_live_ratio", "pareto"]
     with Path(path).open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -216,11 +219,11 @@ def _cmd_sweep(args: Any) -> int:
                     data_dir=args.data_dir, samples=args.samples, calib_samples=args.calib_samples,
                     value_dtype=args.value_dtype, margin=args.margin, backend=args.backend, batch=args.batch,
                     progress=not args.no_progress)
-    print(f"{'beta':>6}  {'kept':>6}  {'accuracy':>8}  {'overflowed':>10}  {'mem ratio':>9}  pareto")
+    print(f"{'beta':>6}  {'kept':>6}  {'accuracy':>8}  {'overflowed':>10}  {'mem ratio':>9}  {'maps only':>9}  pareto")
     for r in doc["rows"]:
         kept = "-" if r["kept_mean"] is None else f"{r['kept_mean']:.3f}"
         print(f"{r['beta']:>6g}  {kept:>6}  {r['accuracy']:>8.4f}  {r['overflowed']:>10}  "
-              f"{r['planned_ratio']:>9.3f}  {'*' if r['pareto'] else ''}")
+              f"{r['planned_ratio']:>9.3f}  {r['planned_live_ratio']:>9.3f}  {'*' if r['pareto'] else ''}")
     print(f"written: {Path(args.out) / 'sweep.json'}, sweep.csv, pareto.png")
     return 0
 

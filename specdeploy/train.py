@@ -157,22 +157,16 @@ def format_record(r: dict[str, Any]) -> str:
     return s + f"  ({r['seconds']:.1f}s)"
 
 
-def dataset_for(config: Any, name: str, split: str, data_dir: str | None, samples: int | None, seed: int = 0) -> Any:
-    """A data set split fitted to a model's input (size and channels), optionally a subset."""
-    from specdeploy import data
-
-    ds = data.fit(data.load(name, split, data_dir), config.input_size, config.in_channels)
-    return data.subset(ds, samples, seed) if samples else ds
-
-
 def loaders_for(
     config: Any, name: str, data_dir: str | None, cfg: TrainConfig, samples: int | None, test_samples: int | None
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Train and test loaders for a model config, plus a description of the data for the checkpoint."""
+    from specdeploy import data
     from specdeploy.data.loader import make_loader
 
-    train_ds = dataset_for(config, name, "train", data_dir, samples, cfg.seed)
-    test_ds = dataset_for(config, name, "test", data_dir, test_samples, cfg.seed)
+    size, ch = config.input_size, config.in_channels
+    train_ds = data.prepare(name, "train", size, ch, samples=samples or None, seed=cfg.seed, data_dir=data_dir)
+    test_ds = data.prepare(name, "test", size, ch, samples=test_samples or None, seed=cfg.seed, data_dir=data_dir)
     meta = {"name": name, "train_samples": len(train_ds.labels), "test_samples": len(test_ds.labels),
             "classes": list(train_ds.classes), "source": str(train_ds.source)}
     return (
@@ -184,7 +178,8 @@ def loaders_for(
 
 def eval_loader_for(config: Any, name: str, data_dir: str | None, samples: int | None, batch_size: int) -> tuple[Any, dict[str, Any]]:
     """The test split as a loader for evaluation (named eval_ so test runners never collect it)."""
+    from specdeploy import data
     from specdeploy.data.loader import make_loader
 
-    ds = dataset_for(config, name, "test", data_dir, samples)
+    ds = data.prepare(name, "test", config.input_size, config.in_channels, samples=samples or None, data_dir=data_dir)
     return make_loader(ds, batch_size, train=False, augment=False, seed=0), {"name": name, "samples": len(ds.labels)}

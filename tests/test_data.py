@@ -430,6 +430,19 @@ def test_subset_stratified_deterministic() -> None:
     assert len(data.subset(ds, 7, 0)) == 7 and data.subset(ds, 1000, 0) is ds
 
 
+def test_prepare_is_load_subset_fit(tiny_fmnist: Path) -> None:
+    """The one path to model-ready images: subsetting before or after fitting picks the same samples."""
+    full = data.load("fashion-mnist", "train", tiny_fmnist)
+    got = data.prepare("fashion-mnist", "train", 32, 3, samples=5, seed=3, data_dir=tiny_fmnist)
+    want = data.subset(data.fit(full, 32, 3), 5, 3)
+    assert got.images.shape[1:] == (32, 32, 3) and len(got) == 5 < len(full)
+    np.testing.assert_array_equal(got.images, want.images)
+    np.testing.assert_array_equal(got.labels, want.labels)
+    assert len(data.prepare("fashion-mnist", "train", None, None, data_dir=tiny_fmnist)) == len(full)
+    with pytest.raises(ValueError, match="n must be positive"):
+        data.prepare("fashion-mnist", "test", 32, 1, samples=0, data_dir=tiny_fmnist)
+
+
 def test_normalize_layout_and_channels() -> None:
     img = np.random.default_rng(5).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
     out = data.normalize(img, "cifar10")

@@ -28,11 +28,19 @@ def test_toy_spectral_exact_bytes_per_step() -> None:
     p1, p2, p3 = (B * 4 * _rw(4, 10), B * 4 * _rw(4, 5), B * 4 * _rw(6, 5))
     s = B * 6 * 5 * 5 * 4
     h1, logits = B * 16 * 4, B * 10 * 4
-    ws = B * 1 * packed.num_coeffs(10, 10) * 8  # dense fp32-complex spectrum of the 1-channel input
-    want = [inp + p1 + ws, p1 + p2, p2 + p3, p3 + s, s, s + h1, h1, h1 + logits]
+    # the library's workspaces, sub-buffers rounded up to A(n) = 256 * ceil(n / 256), + 256 slack:
+    pipe = 4864 + 256  # A(4 * B * 600) level histograms + A(12 * B) threshold/own/flag words
+    dense = 1024  # A(B * 1 * 10 * 6 * 8): the dense fp32-complex spectrum of the 1-channel input
+    ws = [pipe + 2 * 256 + dense + 256,  # conv1 (spatial): + twiddles A(8 * 10) twice
+          pipe + 256,  # pool1
+          pipe + 2 * 256 + 256,  # conv2 (spectral, Hs = Ws = 5): twiddles A(8 * 5) twice
+          2 * 256 + 256,  # to_spatial: twiddles only
+          0, 0, 0, 0]
+    want = [w + live for w, live in zip(ws, [inp + p1, p1 + p2, p2 + p3, p3 + s, s, s + h1, h1, h1 + logits])]
+    assert [r.op for r in p.steps][:4] == ["SpecConv", "SpecPool", "SpecConv", "SpecToSpatial"]
+    assert [r.workspace_bytes for r in p.steps] == ws
     assert [r.total_bytes for r in p.steps] == want
-    assert [r.workspace_bytes for r in p.steps] == [ws] + [0] * 7
-    assert p.peak_bytes == max(want) == 5512 and p.peak_node == "conv1" and p.peak_step == 0
+    assert p.peak_bytes == max(want) == 11464 and p.peak_node == "conv1" and p.peak_step == 0
     rows = {t.name: t for t in p.tensors}
     assert rows["flat"].alias_of == "s" and rows["flat"].bytes == 0  # Flatten is a view
     assert rows["h1r"].alias_of == "h1" and rows["h1r"].bytes == 0  # Relu fused into Gemm
@@ -46,8 +54,10 @@ def test_toy_spectral_exact_bytes_per_step() -> None:
 
 def test_batch_scales_linearly_and_respects_the_declared_max() -> None:
     m = toy.toy_spectral(max_batch=16)
-    one = memory.plan(m).peak_bytes  # dynamic batch defaults to 1
-    assert memory.plan(m, batch=16).peak_bytes == 16 * one
+    one, sixteen = memory.plan(m), memory.plan(m, batch=16)  # dynamic batch defaults to 1
+    assert one.batch == 1 and [16 * r.live_bytes for r in one.steps] == [r.live_bytes for r in sixteen.steps]
+    # workspaces: per-sample parts scale, twiddle tables and alignment slack do not
+    assert one.peak_bytes < sixteen.peak_bytes < 16 * one.peak_bytes
     with pytest.raises(InputError, match="over the declared maximum 16"):
         memory.plan(m, batch=17)
     static = toy.toy_spectral(batch=3)
@@ -56,12 +66,23 @@ def test_batch_scales_linearly_and_respects_the_declared_max() -> None:
         memory.plan(static, batch=4)
 
 
-def test_workspace_is_the_dense_input_spectrum() -> None:
+def test_workspace_holds_the_dense_input_spectrum_only_at_the_first_layer() -> None:
+    """The spatial SpecConv's workspace is the spectral one's plus the dense input spectrum; the
+    other ops declare only per-sample pipeline words (no B*C*F term). Equality with the native
+    library's figures: tests/test_native_backend.py."""
     p = memory.plan(toy.toy_spectral(in_channels=3, size=6), batch=5)
     F = packed.num_coeffs(8, 8)  # Hs = 6 + 3 - 1
-    assert p.steps[0].workspace_bytes == 5 * 3 * F * 8
-    assert memory.declared_workspace("SpecConv", {"in_domain": "spectral", "C": 3, "Hs": 8, "Ws": 8}, 5) == 0
-    assert memory.declared_workspace("SpecPool", {}, 5) == 0
+    spectral = memory.declared_workspace("SpecConv", {"in_domain": "spectral", "C": 3, "Hs": 8, "Ws": 8}, 5)
+    assert p.steps[0].op == "SpecConv"
+    assert p.steps[0].workspace_bytes - spectral == memory._align(5 * 3 * F * 8)
+    for op in ("SpecPool", "SpecConcat"):
+        one, many = memory.declared_workspace(op, {}, 1), memory.declared_workspace(op, {}, 100)
+        assert 0 < one < many <= 100 * (4 * memory.HIST_LEVELS + 12) + 3 * memory.WS_ALIGN
+    big = {"in_domain": "spectral", "C": 512, "Hs": 64, "Ws": 64}
+    assert memory.declared_workspace("SpecConv", big, 1) < 8 << 10  # independent of C * F
+    assert memory.declared_workspace("Conv", {}, 5) == 0
+    with pytest.raises(ValueError, match="batch"):
+        memory.declared_workspace("SpecPool", {}, -1)
 
 
 def test_fp16_accounting() -> None:
@@ -178,10 +199,10 @@ def test_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = tmp_path / "plan.json"
     assert main(["memory", str(path), "--batch", "2", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "planned peak" in text and "5512 bytes" in text and "node 'conv1' (SpecConv)" in text
+    assert "planned peak" in text and "11464 bytes" in text and "node 'conv1' (SpecConv)" in text
     assert "0*" in text and "= s" in text
     doc = json.loads(out.read_text())
-    assert doc["peak_bytes"] == 5512 and doc["batch"] == 2 and len(doc["steps"]) == 8
+    assert doc["peak_bytes"] == 11464 and doc["batch"] == 2 and len(doc["steps"]) == 8
     assert {"name", "op", "shape", "dtype", "bytes", "first", "last", "alias_of"} <= set(doc["tensors"][0])
     assert main(["memory", str(path), "--activation-dtype", "fp16"]) == 0
 
@@ -216,7 +237,9 @@ def test_real_lenet_export(tmp_path: Path) -> None:
     ps = memory.plan(spec.path, batch=4, activation_dtype="fp16")
     pt = memory.plan(twin.path, batch=4, activation_dtype="fp16")
     first = ps.steps[0]
-    assert first.op == "SpecConv" and first.workspace_bytes == 4 * 1 * packed.num_coeffs(36, 36) * 8
+    # the dense input spectrum, the histograms and words per sample, two twiddle tables, alignment
+    dense = 4 * 1 * packed.num_coeffs(36, 36) * 8
+    assert first.op == "SpecConv" and dense < first.workspace_bytes <= dense + 4 * (4 * 600 + 12) + 2 * 8 * 36 + 6 * 256
     assert ps.peak_bytes == max(s.total_bytes for s in ps.steps)
     rows = {t.op: t for t in pt.tensors}
     assert rows["Relu"].alias_of is not None  # the twin's Conv+ReLU are fused

@@ -64,7 +64,7 @@ def images(config: "zoo.ModelConfig", n: int, *, split: str = "train", seed: int
     try:
         if split == "train":
             return calibration_images(config, DATA, n, seed=seed), True
-        ds = datasets.fit(datasets.subset(datasets.load(DATA, "test"), n, seed), config.input_size, config.in_channels)
+        ds = datasets.prepare(DATA, "test", config.input_size, config.in_channels, samples=n, seed=seed)
         return datasets.normalize(ds.images, DATA), True
     except datasets.DataNotFoundError:
         rng = np.random.default_rng(seed + (0 if split == "train" else 1000))
@@ -141,15 +141,15 @@ def assert_same_headers(got: np.ndarray, ref: np.ndarray, what: str) -> None:
 
 def assert_steps_follow_plan(sess: Any, plan: "memory.MemoryPlan", what: str) -> None:
     """The last run's account equals the planner's live bytes at every step (fp32 standard ops); the
-    executor also keeps each overflow tap's 16-byte header per sample; workspaces are the library's
-    real sizes, never below the planner's declared ones."""
+    executor also keeps each overflow tap's 16-byte header per sample; each op's workspace is the
+    library's real size and equals the planner's declared one."""
     steps = sess.last_steps
     assert [n for n, _, _ in steps] == [r.node for r in plan.steps], what
     headers = 0
     for (node, live, ws), r in zip(steps, plan.steps):
         headers += 16 * plan.batch * sum(o in sess.info.overflow_taps for o in r.outputs)
         assert live - headers == r.live_bytes, f"{what} step {node}: {live - headers} bytes live, planned {r.live_bytes}"
-        assert ws >= r.workspace_bytes, f"{what} step {node}: workspace {ws} < declared {r.workspace_bytes}"
+        assert ws == r.workspace_bytes, f"{what} step {node}: workspace {ws} != declared {r.workspace_bytes}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -334,19 +334,20 @@ def test_overflow_flags_agree(tmp_path: Path, test_images: dict, name: str, valu
 
 
 def test_batches_and_workspace_modes(models: dict, test_images: dict) -> None:
-    """Per-sample ops: a sub-batch gives the same rows; per-op workspaces give the same bits."""
+    """Per-sample ops: a sub-batch gives the same rows; a shared workspace gives the same bits."""
     path = models[("densenet", "fp16")]
     x = _x(models, test_images, "densenet")
-    shared = runtime.load(path, "native-host")
-    full = shared.run(x)
-    flags = shared.last_overflowed.copy()
-    part = shared.run(x[2:5])
+    per_op = runtime.load(path, "native-host")
+    full = per_op.run(x)
+    flags = per_op.last_overflowed.copy()
+    part = per_op.run(x[2:5])
     np.testing.assert_allclose(part, full[2:5], rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(shared.last_overflowed, flags[2:5])
-    per_op = runtime.load(path, "native-host", workspace="per_op")
-    np.testing.assert_array_equal(per_op.run(x), full)
-    np.testing.assert_array_equal(per_op.last_overflowed, flags)
+    np.testing.assert_array_equal(per_op.last_overflowed, flags[2:5])
     assert per_op.memory()["workspace_mode"] == "per_op"
+    shared = runtime.load(path, "native-host", workspace="shared")
+    np.testing.assert_array_equal(shared.run(x), full)
+    np.testing.assert_array_equal(shared.last_overflowed, flags)
+    assert shared.memory()["workspace_mode"] == "shared"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -356,8 +357,8 @@ def test_batches_and_workspace_modes(models: dict, test_images: dict) -> None:
 @pytest.mark.parametrize("kind", ["fp32", "twin"])
 @pytest.mark.parametrize("name", list(SMALL))
 def test_tracked_bytes_follow_the_plan(models: dict, test_images: dict, name: str, kind: str) -> None:
-    """The executor's live bytes equal the planner's step by step (same liveness, views, in-place);
-    workspaces are the library's real sizes (>= the planner's declared ones)."""
+    """The executor's live bytes and workspaces equal the planner's step by step (same liveness,
+    views, in-place; the planner declares the library's workspace sizes)."""
     path = models[(name, kind)]
     x = _x(models, test_images, name)[:4]
     s = runtime.load(path, "native-host")
@@ -369,14 +370,16 @@ def test_tracked_bytes_follow_the_plan(models: dict, test_images: dict, name: st
                 "workspace_bytes", "workspace_mode", "library", "standard_ops_dtype", "batch",
                 "run_peak_rss_delta_bytes", "backend", "scope"):
         assert key in m, key
-    assert m["backend"] == "native-host" and m["batch"] == 4 and m["workspace_mode"] == "shared"
+    assert m["backend"] == "native-host" and m["batch"] == 4 and m["workspace_mode"] == "per_op"
     assert m["tracked_peak_bytes"] > 0 and isinstance(m["tracked_peak_node"], str)
     assert "device_peak_bytes" not in m  # host tensors: no device figure
     if kind == "twin":
         assert m["tracked_peak_bytes"] == p.peak_bytes and m["workspace_bytes"] == 0
     else:
-        assert m["workspace_bytes"] >= memory.declared_workspace("SpecConv", s.info.spec_nodes[0].attrs, 4) > 0
-        assert m["tracked_peak_bytes"] >= p.peak_bytes
+        assert m["workspace_bytes"] == max(r.workspace_bytes for r in p.steps) > 0
+        assert m["workspace_bytes"] >= memory.declared_workspace("SpecConv", s.info.spec_nodes[0].attrs, 4)
+        # the tap headers the executor keeps (16 bytes per sample and tap) are all it adds
+        assert p.peak_bytes <= m["tracked_peak_bytes"] <= p.peak_bytes + 16 * 4 * len(s.info.overflow_taps)
     s.reset_memory()
     assert s.memory()["tracked_peak_bytes"] is None
 

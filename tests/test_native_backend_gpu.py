@@ -145,13 +145,14 @@ def test_cuda_side_stream_and_workspace_modes(models: dict, test_images: dict) -
     """Work is enqueued on torch's current stream (also a side stream); per-op workspaces agree."""
     path = models[("densenet", "fp16")]
     x = _x(models, test_images, "densenet")
-    shared = runtime.load(path, "cuda")
+    shared = runtime.load(path, "cuda", workspace="shared")
     want = shared.run(x)
     side = torch.cuda.Stream()
     with torch.cuda.stream(side):
         got = shared.run(x)
     np.testing.assert_array_equal(got, want)
-    per_op = runtime.load(path, "cuda", workspace="per_op")
+    per_op = runtime.load(path, "cuda")
+    assert per_op.memory()["workspace_mode"] == "per_op"  # the default: figure 4 follows figure 1
     np.testing.assert_array_equal(per_op.run(x), want)
     np.testing.assert_allclose(shared.run(x[3:5]), want[3:5], rtol=1e-5, atol=1e-6)
 

@@ -433,6 +433,37 @@ def test_row_words_and_workspace(host_lib):
     assert host_lib.out_row_words(sq) == P.row_words(64, F, 5000, "fp16")
 
 
+@HYP
+@given(
+    B=st.integers(0, 64), C=st.integers(1, 300), O=st.integers(1, 300), k=st.integers(1, 7), A1=st.integers(1, 90),
+    A2=st.integers(1, 90), ncat=st.integers(1, 4), value_dtype=st.sampled_from(["fp32", "fp16"]),
+)
+def test_planner_declares_the_library_workspace(host_lib, B, C, O, k, A1, A2, ncat, value_dtype):
+    """specdeploy.memory.declared_workspace (the plan, figure 1) equals sd_*_workspace_size for every
+    op, so the plan and the native runtimes charge the same scratch bytes (DESIGN §5)."""
+    from specdeploy import memory
+
+    Hs, Ws = A1 + k - 1, A2 + k - 1
+    F = P.num_coeffs(Hs, Ws)
+    attrs = dict(C=C, Hs=Hs, Ws=Ws)
+    conv = dict(C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=0.5, activation="tanh", capacity=1, value_dtype=value_dtype)
+    sp = native.conv_params(in_domain="spatial", H=A1, W=A2, **conv)
+    assert host_lib.spec_conv_workspace_size(sp, B) == memory.declared_workspace(
+        "SpecConv", {**attrs, "in_domain": "spatial"}, B)
+    rw = P.row_words(C, F, 1, value_dtype)
+    sq = native.conv_params(in_domain="spectral", in_row_words=rw, **conv)
+    assert host_lib.spec_conv_workspace_size(sq, B) == memory.declared_workspace(
+        "SpecConv", {**attrs, "in_domain": "spectral"}, B)
+    pool = native.pool_params(C=C, Hs=Hs, Ws=Ws, out_Hs=(Hs + 1) // 2, out_Ws=(Ws + 1) // 2, capacity=1,
+                              value_dtype=value_dtype, in_row_words=rw)
+    assert host_lib.spec_pool_workspace_size(pool, B) == memory.declared_workspace("SpecPool", attrs, B)
+    ts = native.to_spatial_params(C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype, in_row_words=rw)
+    assert host_lib.spec_to_spatial_workspace_size(ts, B) == memory.declared_workspace("SpecToSpatial", attrs, B)
+    cat = native.concat_params(C=[C] * ncat, Hs=Hs, Ws=Ws, capacity=1, value_dtype=value_dtype,
+                               in_row_words=[rw] * ncat)
+    assert host_lib.spec_concat_workspace_size(cat, B) == memory.declared_workspace("SpecConcat", attrs, B)
+
+
 def _expect_invalid(fn, *names):
     with pytest.raises(native.NativeInvalidArgument) as ei:
         fn()

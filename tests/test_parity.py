@@ -29,8 +29,8 @@ N_TEST = 64
 
 @pytest.fixture(scope="module")
 def fashion() -> dict[str, np.ndarray]:
-    train = data.subset(data.fit(data.load("fashion-mnist", "train"), 32, 1), 256, seed=1)
-    test = data.subset(data.fit(data.load("fashion-mnist", "test"), 32, 1), N_TEST, seed=2)
+    train = data.prepare("fashion-mnist", "train", 32, 1, samples=256, seed=1)
+    test = data.prepare("fashion-mnist", "test", 32, 1, samples=N_TEST, seed=2)
     return {"x": data.normalize(train.images, train.name), "y": train.labels,
             "x_test": data.normalize(test.images, test.name)}
 

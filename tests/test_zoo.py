@@ -21,7 +21,7 @@ SMALL = {
 @pytest.fixture(scope="module")
 def fashion_batch() -> tuple[torch.Tensor, torch.Tensor]:
     """64 real Fashion-MNIST training images, padded to 32x32, normalized."""
-    ds = data.subset(data.fit(data.load("fashion-mnist", "train"), 32, 1), 64, seed=0)
+    ds = data.prepare("fashion-mnist", "train", 32, 1, samples=64, seed=0)
     return torch.from_numpy(data.normalize(ds.images, ds.name)), torch.from_numpy(ds.labels)
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "load",
     "fit",
     "subset",
+    "prepare",
     "normalize",
     "norm_stats",
     "compute_stats",
@@ -284,6 +285,20 @@ def fit(ds: ArrayDataset, size: int | None, channels: int | None) -> ArrayDatase
     if images is ds.images:
         return ds
     return ArrayDataset(images, ds.labels, ds.name, ds.classes, ds.source)
+
+
+def prepare(name: str, split: str, size: int | None, channels: int | None, *, samples: int | None = None,
+            seed: int = 0, data_dir: str | Path | None = None) -> ArrayDataset:
+    """One split fitted to a model's input: ``load`` -> ``subset`` (when ``samples``) -> ``fit``.
+
+    The one path from a data set name to images a model takes, shared by training, calibration and
+    the bench, so they all see the same samples for the same ``(name, split, samples, seed)``.
+    Subsetting first only saves fitting images that are dropped: ``fit`` works per image.
+    """
+    ds = load(name, split, data_dir)
+    if samples is not None:
+        ds = subset(ds, samples, seed)
+    return fit(ds, size, channels)
 
 
 def subset(ds: ArrayDataset, n: int, seed: int) -> ArrayDataset:

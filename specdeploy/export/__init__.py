@@ -127,8 +127,8 @@ def calibration_images(config: zoo.ModelConfig, data: str, samples: int, data_di
     """Normalized training-split samples fitted to the model input (torch-free data path)."""
     from specdeploy import data as datasets
 
-    ds = datasets.fit(datasets.load(data, "train", data_dir), config.input_size, config.in_channels)
-    ds = datasets.subset(ds, min(samples, len(ds.labels)), seed)
+    ds = datasets.prepare(data, "train", config.input_size, config.in_channels, samples=samples, seed=seed,
+                          data_dir=data_dir)
     return datasets.normalize(ds.images, ds.name)
 
 

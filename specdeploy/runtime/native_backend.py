@@ -23,10 +23,12 @@ How a graph runs (``info.model``'s nodes, already in topological order):
   assumes. Views (Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout) alias their input;
   Relu/Clip/LeakyRelu/Add-of-a-constant right after Conv/Gemm/MatMul run in place under exactly the
   planner's rule, so the executor's own byte count equals the planned live bytes step by step.
-* workspace: each specdeploy op's ``*_workspace_size`` at the run's batch; ``workspace="shared"``
-  (default) keeps one buffer sized to the max over the graph, held by the session and reused by every
-  op and run (like TensorRT's scratch); ``workspace="per_op"`` allocates each op's own size at its
-  step from the caching allocator and drops it afterwards (what the planner assumes).
+* workspace: each specdeploy op's ``*_workspace_size`` at the run's batch (the planner declares the
+  same bytes). ``workspace="per_op"`` (default) allocates each op's own size at its step from the
+  caching allocator and drops it afterwards: what the planner assumes, so figure 4 is comparable
+  with figure 1. ``workspace="shared"`` keeps one buffer sized to the max over the graph, held by the
+  session and reused by every op and run (like TensorRT's scratch); it saves the allocator calls
+  and charges the largest workspace (the first layer's dense spectrum) for the whole run.
 * overflow: the taps (``info.overflow_taps``) are returned as their 4-word headers; word 1 is the
   sticky ``overflowed`` flag, exactly what the reference backend's full taps give ``overflow_flags``.
 
@@ -50,7 +52,7 @@ Options (``runtime.load(path, backend, **opts)``):
                      --backend cuda` gets it), else False; "native-host" default False. SpecToSpatial
                      then emits float16 directly; specdeploy ops keep float32 weights; logits are
                      returned as float32.
-    workspace        "shared" (default) | "per_op", see above
+    workspace        "per_op" (default) | "shared", see above
     measure_memory   read the allocator stats around each run (cuda; default True)
     device           "cuda" backend: the torch device (default "cuda", the current device)
 """
@@ -91,7 +93,7 @@ __all__ = [
 ]
 
 FP16_ENV = "SPECDEPLOY_CUDA_FP16"
-WORKSPACE_MODES = ("shared", "per_op")
+WORKSPACE_MODES = ("per_op", "shared")
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
 #: planner rules (specdeploy.memory), mirrored so the executor's byte count is comparable step by step
@@ -177,7 +179,7 @@ class NativeSession(Session):
     """An exported model executed node by node: specdeploy ops through the C ABI, the rest in torch."""
 
     def __init__(self, info: ModelInfo, lib: native.Library, device: "torch.device", *, backend: str,
-                 fp16: bool = False, workspace: str = "shared", measure_memory: bool = True) -> None:
+                 fp16: bool = False, workspace: str = "per_op", measure_memory: bool = True) -> None:
         super().__init__(info)
         if workspace not in WORKSPACE_MODES:
             raise ValueError(f"backend '{backend}': workspace must be one of {WORKSPACE_MODES}, got {workspace!r}")
@@ -833,7 +835,7 @@ def _load_library(kind: str, backend: str, library: Any) -> native.Library:
         raise BackendUnavailableError(f"backend '{backend}' is not available: {e}") from e
 
 
-def cuda_session(info: ModelInfo, *, library: Any = None, fp16: bool | None = None, workspace: str = "shared",
+def cuda_session(info: ModelInfo, *, library: Any = None, fp16: bool | None = None, workspace: str = "per_op",
                  measure_memory: bool = True, device: str | int | None = None) -> NativeSession:
     """Backend "cuda": the CUDA kernel library (libspecdeploy_kernels.so) with torch CUDA tensors.
 
@@ -876,7 +878,7 @@ def cuda_session(info: ModelInfo, *, library: Any = None, fp16: bool | None = No
                          measure_memory=measure_memory)
 
 
-def host_session(info: ModelInfo, *, library: Any = None, fp16: bool = False, workspace: str = "shared",
+def host_session(info: ModelInfo, *, library: Any = None, fp16: bool = False, workspace: str = "per_op",
                  measure_memory: bool = True) -> NativeSession:
     """Backend "native-host": the host library (libspecdeploy_host.so) with torch CPU tensors (CI)."""
     lib = _load_library("host", "native-host", library)

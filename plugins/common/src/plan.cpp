@@ -27,11 +27,14 @@ struct WsBuilder {
     size_t total() const { return off + kWsAlign; /* slack for aligning an unaligned base */ }
 };
 
+/* The level histogram [B, SD_NLEV], then the per-sample threshold, owner and flag words in one
+ * sub-buffer (4-byte types: no padding between them). specdeploy/memory.py ports this layout (the
+ * planner's declared workspace) and a CI test holds the two equal. */
 void plan_pipe_ws(WsBuilder& wb, int32_t B, PipeWs* ws) {
     ws->hist = wb.take(sizeof(uint32_t) * (size_t)B * SD_NLEV);
-    ws->thr = wb.take(sizeof(float) * (size_t)B);
-    ws->own = wb.take(sizeof(uint32_t) * (size_t)B);
-    ws->flag = wb.take(sizeof(uint32_t) * (size_t)B);
+    ws->thr = wb.take(sizeof(uint32_t) * 3 * (size_t)B);
+    ws->own = ws->thr + sizeof(float) * (size_t)B;
+    ws->flag = ws->own + sizeof(uint32_t) * (size_t)B;
 }
 
 const char* dtype_name(int32_t v) { return v == 0 ? "fp32" : v == 1 ? "fp16" : "?"; }
