@@ -25,7 +25,9 @@ as ``specdeploy.zoo.create("vgg16")`` builds them) and per batch (default 1, 8, 
   else 2 x memory clock x bus width from torch's device properties or the CUDA driver API). It is
   a lower bound of the real traffic (the count and write passes both read the input).
 * first layer's spectrum: the library's direct separable DFT (a spatial SpecConv with O = 1 and
-  capacity 1: the DFT plus a minimal pipeline) vs ``torch.fft.rfft2`` (cuFFT) vs a direct DFT as two
+  capacity 1, input spectrum "dense": the DFT plus a minimal pipeline), and the whole first layer
+  with its input spectrum "dense" (workspace) vs "streamed" (recomputed per tile, no workspace), vs
+  ``torch.fft.rfft2`` (cuFFT) vs a direct DFT as two
   complex GEMMs in torch, same input and spectral size.
 
 Output: ``results/kernels/<device>.json`` and ``.csv`` (``--out``) plus a short table on stdout.
@@ -329,17 +331,25 @@ def bench_first_layer_dft(torch: Any, lib: Any, timer: Timer, L: Layer, B: int, 
     x = torch.randn(B, L.C, L.H_in, L.H_in, generator=gen).to(dev)
     H, Hs, Ws = L.H_in, L.Hs, L.Ws
     Wh = Ws // 2 + 1
-    out: dict[str, Any] = {"batch": B, "C": L.C, "H": H, "Hs": Hs, "Ws": Ws}
+    out: dict[str, Any] = {"batch": B, "C": L.C, "O": L.O, "H": H, "Hs": Hs, "Ws": Ws}
     # the library: a spatial SpecConv with one output channel and capacity 1 = its DFT + a minimal pipeline
-    p = native.conv_params(in_domain="spatial", C=L.C, O=1, Hs=Hs, Ws=Ws, k=L.k, beta=1e30, activation="none",
-                           capacity=1, value_dtype="fp32", H=H, W=H, x_dtype=np.float32)
-    w = torch.zeros(1, L.C, L.k, L.k, device=dev)
-    y = torch.empty((B, lib.out_row_words(p)), dtype=torch.int32, device=dev)
-    ws_bytes = lib.spec_conv_workspace_size(p, B)
-    ws = torch.empty(max(1, ws_bytes), dtype=torch.uint8, device=dev)
     stream = (lambda: torch.cuda.current_stream().cuda_stream) if dev.type == "cuda" else (lambda: 0)
-    out["library_direct_dft_O1"] = timer(lambda: lib.spec_conv_forward_ptr(
-        p, B, x.data_ptr(), w.data_ptr(), None, y.data_ptr(), ws.data_ptr(), ws_bytes, stream()))
+
+    def layer_call(O: int, mode: str) -> Callable[[], None]:
+        # nothing passes beta = 1e30: the count pass still evaluates every coefficient once
+        p = native.conv_params(in_domain="spatial", C=L.C, O=O, Hs=Hs, Ws=Ws, k=L.k, beta=1e30, activation="none",
+                               capacity=1, value_dtype="fp32", H=H, W=H, x_dtype=np.float32, input_spectrum=mode)
+        w = torch.zeros(O, L.C, L.k, L.k, device=dev)
+        y = torch.empty((B, lib.out_row_words(p)), dtype=torch.int32, device=dev)
+        ws_bytes = lib.spec_conv_workspace_size(p, B)
+        ws = torch.empty(max(1, ws_bytes), dtype=torch.uint8, device=dev)
+        return lambda: lib.spec_conv_forward_ptr(p, B, x.data_ptr(), w.data_ptr(), None, y.data_ptr(), ws.data_ptr(),
+                                                 ws_bytes, stream())
+
+    out["library_direct_dft_O1"] = timer(layer_call(1, "dense"))
+    # the whole first layer with its input spectrum stored (workspace) or recomputed per tile (none)
+    for mode in ("dense", "streamed"):
+        out[f"library_first_layer_{mode}"] = timer(layer_call(L.O, mode))
     out["torch_fft_rfft2"] = timer(lambda: torch.fft.rfft2(x, s=(Hs, Ws), norm="ortho"))
     # direct DFT as two complex GEMMs: X = Fh[Hs, H] @ x @ Fw[Wh, W]^T, ortho scale folded in
     u = torch.arange(H, dtype=torch.float64)
@@ -575,7 +585,9 @@ def _print_summary(doc: dict[str, Any]) -> None:
               f"{s16['overflowed_samples']:>4}")
     for d in doc["first_layer_dft"]:
         print(f"first-layer spectrum B={d['batch']}: library direct DFT (O=1) {d['library_direct_dft_O1']['median_ms']:.4f} ms, "
-              f"cuFFT rfft2 {d['torch_fft_rfft2']['median_ms']:.4f} ms, GEMM DFT {d['torch_gemm_dft']['median_ms']:.4f} ms")
+              f"cuFFT rfft2 {d['torch_fft_rfft2']['median_ms']:.4f} ms, GEMM DFT {d['torch_gemm_dft']['median_ms']:.4f} ms; "
+              f"first layer O={d.get('O')}: dense input spectrum {d['library_first_layer_dense']['median_ms']:.4f} ms, "
+              f"streamed {d['library_first_layer_streamed']['median_ms']:.4f} ms")
     for m in doc["memory"]:
         print(f"memory B={m['batch']}: planned ratio {m['planned_ratio']:.3f}, measured ({m['measured_key']}) "
               f"{m['measured_ratio']:.3f}, error {100 * m['ratio_error']:+.1f}% {'(goal met)' if m['goal_met'] else ''}")

@@ -18,10 +18,10 @@ on what their graphs *need*, not on what an allocator happened to do. The rules 
   so the plan, the cuda backend's allocator peak and a TensorRT plugin's scratch count the same
   bytes. That is the overflow pipeline's per-sample level histogram and threshold words (every op
   with a packed output), the DFT twiddle tables (SpecConv, SpecToSpatial), and for SpecConv with
-  ``in_domain = spatial`` the dense spectrum of its input, ``B * C * F * 8`` bytes (fp32 complex,
-  F = Hs * (Ws // 2 + 1)), the only dense spectral buffer the contract allows. Standard ops declare
-  0: the twin's conv workspace depends on the algorithm cuDNN/TensorRT picks and is not charged,
-  which favours the twin.
+  ``in_domain = spatial`` whose input spectrum is not streamed (``streams_input``) the dense
+  spectrum of its input, ``B * C * F * 8`` bytes (fp32 complex, F = Hs * (Ws // 2 + 1)), the only
+  dense spectral buffer the contract allows. Standard ops declare 0: the twin's conv workspace
+  depends on the algorithm cuDNN/TensorRT picks and is not charged, which favours the twin.
 * ``activation_dtype = "fp16"`` counts float32 tensors produced by standard ops as 2 bytes (the twin
   at its best precision, to compare with fp16 spectral values). The graph input (an fp32 binding),
   packed tensors (int32 rows, their value width is already in S), SpecToSpatial's output (float32 by
@@ -49,6 +49,7 @@ __all__ = [
     "MemoryPlan",
     "plan",
     "declared_workspace",
+    "streams_input",
     "register",
 ]
 
@@ -166,13 +167,26 @@ def _pipeline_workspace(batch: int) -> int:
     return _align(4 * batch * HIST_LEVELS) + _align(12 * batch)
 
 
-def declared_workspace(op: str, attrs: dict[str, Any], batch: int) -> int:
+def streams_input(O: int, H: int, W: int, k: int) -> bool:
+    """Whether a spatial-input SpecConv recomputes its input spectrum per tile instead of storing it.
+
+    The library's automatic choice (``sd::conv_streams_input``, plugins/spec_conv/README.md): stream
+    when recomputing each coefficient for every tile of 8 output channels, ``ceil(O/8) * (H*W + H)``
+    multiply-adds, costs at most 8x the op's own work per coefficient, ``O * (k*k + k + 1)``. Small
+    first layers (LeNet-5: O = 6 on 32x32) then need no dense spectrum at all; wide ones keep it.
+    """
+    return -(-O // 8) * (H * W + H) <= 8 * O * (k * k + k + 1)
+
+
+def declared_workspace(op: str, attrs: dict[str, Any], batch: int, out_channels: int | None = None) -> int:
     """Workspace bytes a specdeploy op declares at ``batch`` (DESIGN §5): the library's own figure.
 
-    Why a port and not a call: the planner must run from the ONNX file alone, without the native
-    library (CI without a compiler, a laptop). tests/test_native_backend.py checks this function
-    against ``sd_*_workspace_size`` of the host library for every op of the exported models and
-    for a grid of attributes and batches. Standard ops declare 0.
+    ``out_channels`` (O, the weight's first dimension) is needed for a spatial-input SpecConv: it
+    decides whether the input spectrum is streamed. Why a port and not a call: the planner must run
+    from the ONNX file alone, without the native library (CI without a compiler, a laptop).
+    tests/test_native_host.py checks it against ``sd_*_workspace_size`` of the host library over a
+    grid of attributes and batches, tests/test_native_backend.py for every op of real exports.
+    Standard ops declare 0.
     """
     if batch < 0:
         raise ValueError(f"batch must be >= 0, got {batch}")
@@ -180,7 +194,11 @@ def declared_workspace(op: str, attrs: dict[str, Any], batch: int) -> int:
         Hs, Ws = int(attrs["Hs"]), int(attrs["Ws"])
         ws = _pipeline_workspace(batch) + _align(_COMPLEX64 * Hs) + _align(_COMPLEX64 * Ws)
         if attrs.get("in_domain") == "spatial":
-            ws += _align(_COMPLEX64 * batch * int(attrs["C"]) * packed.num_coeffs(Hs, Ws))
+            if out_channels is None:
+                raise ValueError("declared_workspace: a spatial-input SpecConv needs out_channels (O)")
+            k = int(attrs["k"])
+            if not streams_input(int(out_channels), Hs - k + 1, Ws - k + 1, k):
+                ws += _align(_COMPLEX64 * batch * int(attrs["C"]) * packed.num_coeffs(Hs, Ws))
         return ws + WS_ALIGN
     if op in ("SpecPool", "SpecConcat"):
         return _pipeline_workspace(batch) + WS_ALIGN
@@ -237,7 +255,8 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
         n = nodes[idx]
         spec = spec_by_index.get(idx)
         if spec is not None:
-            workspace[s] = declared_workspace(spec.op, spec.attrs, B)
+            O = int(weights[spec.inputs[1]].shape[0]) if spec.op == "SpecConv" else None  # type: ignore[index]
+            workspace[s] = declared_workspace(spec.op, spec.attrs, B, O)
         data_in = [x for x in n.input if x and x not in weights]
         alias = None
         if n.op_type in VIEW_OPS and data_in:

@@ -33,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "ABI_VERSION",
+    "INPUT_SPECTRUM",
     "KINDS",
     "NativeError",
     "NativeBuildError",
@@ -54,7 +55,7 @@ __all__ = [
     "runtime_session",
 ]
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 KINDS = ("host", "cuda")
 MAX_CONCAT_INPUTS = 64
 
@@ -85,6 +86,7 @@ STATUS_NAMES = {
 _VALUE_DTYPE = {"fp32": 0, "fp16": 1}
 _DOMAIN = {"spatial": 0, "spectral": 1}
 _ACTIVATION = {"none": 0, "tanh": 1}
+INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}  # sd_input_spectrum (spatial-input SpecConv)
 _FLOAT_TYPE = {"float32": 0, "float16": 1}
 
 
@@ -128,6 +130,7 @@ class ConvParams(ctypes.Structure):
         ("value_dtype", ctypes.c_int32),
         ("x_type", ctypes.c_int32),
         ("has_bias", ctypes.c_int32),
+        ("input_spectrum", ctypes.c_int32),
         ("in_row_words", ctypes.c_int64),
     ]
 
@@ -200,9 +203,13 @@ def _float_type(op: str, name: str, dtype: Any) -> int:
 def conv_params(
     *, in_domain: str, C: int, O: int, Hs: int, Ws: int, k: int, beta: float, activation: str, capacity: int,
     value_dtype: str, H: int = 0, W: int = 0, x_dtype: Any = np.float32, has_bias: bool = False,
-    in_row_words: int = 0,
+    in_row_words: int = 0, input_spectrum: str = "auto",
 ) -> ConvParams:
-    """The sd_spec_conv_params of a SpecConv node (string attributes as in docs/ops.md)."""
+    """The sd_spec_conv_params of a SpecConv node (string attributes as in docs/ops.md).
+
+    ``input_spectrum`` (spatial input): "auto" (the library's rule, what the planner assumes),
+    "dense" (rfft2 into the workspace) or "streamed" (recomputed per tile, no buffer): same bits.
+    """
     op = "SpecConv"
     p = ConvParams()
     p.in_domain = _choice(op, "in_domain", in_domain, _DOMAIN)
@@ -215,6 +222,7 @@ def conv_params(
     p.value_dtype = _choice(op, "value_dtype", value_dtype, _VALUE_DTYPE)
     p.x_type = _float_type(op, "x dtype", x_dtype) if p.in_domain == 0 else 0
     p.has_bias = 1 if has_bias else 0
+    p.input_spectrum = _choice(op, "input_spectrum", input_spectrum, INPUT_SPECTRUM)
     p.in_row_words = int(in_row_words)
     return p
 
@@ -550,7 +558,7 @@ class Library:
 
     def spec_conv(
         self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int,
-        k: int, beta: float, activation: str, capacity: int, value_dtype: str,
+        k: int, beta: float, activation: str, capacity: int, value_dtype: str, input_spectrum: str = "auto",
     ) -> np.ndarray:
         op = "SpecConv"
         self._need_host("spec_conv")
@@ -577,6 +585,7 @@ class Library:
             p = conv_params(
                 in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity,
                 value_dtype=value_dtype, H=x.shape[2], W=x.shape[3], x_dtype=x.dtype, has_bias=b is not None,
+                input_spectrum=input_spectrum,
             )
         else:
             x = self._packed(op, x, "input X")

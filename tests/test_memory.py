@@ -30,8 +30,8 @@ def test_toy_spectral_exact_bytes_per_step() -> None:
     h1, logits = B * 16 * 4, B * 10 * 4
     # the library's workspaces, sub-buffers rounded up to A(n) = 256 * ceil(n / 256), + 256 slack:
     pipe = 4864 + 256  # A(4 * B * 600) level histograms + A(12 * B) threshold/own/flag words
-    dense = 1024  # A(B * 1 * 10 * 6 * 8): the dense fp32-complex spectrum of the 1-channel input
-    ws = [pipe + 2 * 256 + dense + 256,  # conv1 (spatial): + twiddles A(8 * 10) twice
+    # conv1 (spatial, O = 4 on 8x8) streams its input spectrum (memory.streams_input): no dense buffer
+    ws = [pipe + 2 * 256 + 256,  # conv1: + twiddles A(8 * 10) twice
           pipe + 256,  # pool1
           pipe + 2 * 256 + 256,  # conv2 (spectral, Hs = Ws = 5): twiddles A(8 * 5) twice
           2 * 256 + 256,  # to_spatial: twiddles only
@@ -40,7 +40,7 @@ def test_toy_spectral_exact_bytes_per_step() -> None:
     assert [r.op for r in p.steps][:4] == ["SpecConv", "SpecPool", "SpecConv", "SpecToSpatial"]
     assert [r.workspace_bytes for r in p.steps] == ws
     assert [r.total_bytes for r in p.steps] == want
-    assert p.peak_bytes == max(want) == 11464 and p.peak_node == "conv1" and p.peak_step == 0
+    assert p.peak_bytes == max(want) == 10576 and p.peak_node == "pool1" and p.peak_step == 1
     rows = {t.name: t for t in p.tensors}
     assert rows["flat"].alias_of == "s" and rows["flat"].bytes == 0  # Flatten is a view
     assert rows["h1r"].alias_of == "h1" and rows["h1r"].bytes == 0  # Relu fused into Gemm
@@ -66,15 +66,20 @@ def test_batch_scales_linearly_and_respects_the_declared_max() -> None:
         memory.plan(static, batch=4)
 
 
-def test_workspace_holds_the_dense_input_spectrum_only_at_the_first_layer() -> None:
-    """The spatial SpecConv's workspace is the spectral one's plus the dense input spectrum; the
-    other ops declare only per-sample pipeline words (no B*C*F term). Equality with the native
-    library's figures: tests/test_native_backend.py."""
-    p = memory.plan(toy.toy_spectral(in_channels=3, size=6), batch=5)
+def test_workspace_holds_a_dense_input_spectrum_only_at_a_wide_first_layer() -> None:
+    """A small first layer streams its input spectrum (no buffer); a wide one declares the dense
+    spectrum on top of the per-sample pipeline words; no other op has a B*C*F term. Equality with
+    the native library's figures: tests/test_native_host.py and tests/test_native_backend.py."""
     F = packed.num_coeffs(8, 8)  # Hs = 6 + 3 - 1
     spectral = memory.declared_workspace("SpecConv", {"in_domain": "spectral", "C": 3, "Hs": 8, "Ws": 8}, 5)
-    assert p.steps[0].op == "SpecConv"
-    assert p.steps[0].workspace_bytes - spectral == memory._align(5 * 3 * F * 8)
+    small = memory.plan(toy.toy_spectral(in_channels=3, size=6), batch=5)
+    assert small.steps[0].op == "SpecConv" and memory.streams_input(4, 6, 6, 3)
+    assert small.steps[0].workspace_bytes == spectral
+    wide = memory.plan(toy.toy_spectral(in_channels=3, size=32, channels=(64, 6)), batch=5)
+    assert not memory.streams_input(64, 32, 32, 3)
+    F = packed.num_coeffs(34, 34)
+    spectral = memory.declared_workspace("SpecConv", {"in_domain": "spectral", "C": 3, "Hs": 34, "Ws": 34}, 5)
+    assert wide.steps[0].workspace_bytes - spectral == memory._align(5 * 3 * F * 8)
     for op in ("SpecPool", "SpecConcat"):
         one, many = memory.declared_workspace(op, {}, 1), memory.declared_workspace(op, {}, 100)
         assert 0 < one < many <= 100 * (4 * memory.HIST_LEVELS + 12) + 3 * memory.WS_ALIGN
@@ -83,6 +88,8 @@ def test_workspace_holds_the_dense_input_spectrum_only_at_the_first_layer() -> N
     assert memory.declared_workspace("Conv", {}, 5) == 0
     with pytest.raises(ValueError, match="batch"):
         memory.declared_workspace("SpecPool", {}, -1)
+    with pytest.raises(ValueError, match="out_channels"):
+        memory.declared_workspace("SpecConv", {"in_domain": "spatial", "C": 3, "Hs": 8, "Ws": 8, "k": 3}, 1)
 
 
 def test_fp16_accounting() -> None:
@@ -199,10 +206,10 @@ def test_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = tmp_path / "plan.json"
     assert main(["memory", str(path), "--batch", "2", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "planned peak" in text and "11464 bytes" in text and "node 'conv1' (SpecConv)" in text
-    assert "0*" in text and "= s" in text
+    assert "planned peak" in text and "10576 bytes" in text and "node 'pool1' (SpecPool)" in text
+    assert "1*" in text and "= s" in text  # the peak step is starred
     doc = json.loads(out.read_text())
-    assert doc["peak_bytes"] == 11464 and doc["batch"] == 2 and len(doc["steps"]) == 8
+    assert doc["peak_bytes"] == 10576 and doc["batch"] == 2 and len(doc["steps"]) == 8
     assert {"name", "op", "shape", "dtype", "bytes", "first", "last", "alias_of"} <= set(doc["tensors"][0])
     assert main(["memory", str(path), "--activation-dtype", "fp16"]) == 0
 

@@ -70,12 +70,13 @@ def _stream() -> int:
     return torch.cuda.current_stream().cuda_stream
 
 
-def cuda_spec_conv(lib, x, w, b, *, in_domain, C, Hs, Ws, k, beta, activation, capacity, value_dtype, ws_offset=0):
+def cuda_spec_conv(lib, x, w, b, *, in_domain, C, Hs, Ws, k, beta, activation, capacity, value_dtype, ws_offset=0,
+                   input_spectrum="auto"):
     O = w.shape[0]
     if in_domain == "spatial":
         p = native.conv_params(in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation,
                                capacity=capacity, value_dtype=value_dtype, H=x.shape[2], W=x.shape[3],
-                               x_dtype=x.dtype, has_bias=b is not None)
+                               x_dtype=x.dtype, has_bias=b is not None, input_spectrum=input_spectrum)
     else:
         p = native.conv_params(in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation,
                                capacity=capacity, value_dtype=value_dtype, has_bias=b is not None,
@@ -152,6 +153,20 @@ def test_spec_conv_gpu(libs, case, setting, value_dtype):
     vs = P.Layout.from_row_words(O, F, hst.shape[1], value_dtype).values_start
     assert np.array_equal(got[:, :vs], hst[:, :vs]), "cuda and host headers/masks/offsets must agree exactly"
     compare_packed(got, hst, C=O, F=F, value_dtype=value_dtype, rtol_val=1e-6, what="cuda vs host")
+
+
+@pytest.mark.parametrize("case", CONV_SPATIAL + [(4, 3, 64, 32, 32, 3)], ids=str)
+def test_spec_conv_gpu_streamed_and_dense_input_spectrum(libs, case):
+    """Both ways to the first layer's input spectrum give the host library's bits on the GPU."""
+    cuda, host = libs
+    rng = np.random.default_rng(_seed((case, "stream", "gpu")))
+    x, w, b, attrs, Y, O, F = conv_case(rng, case, "spatial", (0.4, "tanh", True, "tight"), "fp32")
+    want = host.spec_conv(x, w, b, **attrs, input_spectrum="dense")
+    vs = P.Layout.from_row_words(O, F, want.shape[1], "fp32").values_start
+    for mode in ("dense", "streamed"):
+        got = cuda_spec_conv(cuda, x, w, b, **attrs, input_spectrum=mode)
+        assert np.array_equal(got[:, :vs], want[:, :vs]), f"{mode}: headers/masks/offsets differ from the host"
+        compare_packed(got, want, C=O, F=F, value_dtype="fp32", rtol_val=1e-6, what=f"cuda {mode} vs host")
 
 
 def test_spec_conv_gpu_realistic_and_unaligned_workspace(libs):

@@ -290,6 +290,21 @@ def test_spec_conv_realistic_size(host_lib):
     compare_packed(got, R.spec_conv(x, w, b, **attrs), C=O, F=F, value_dtype="fp16", scores64=Y, what="realistic")
 
 
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("case", CONV_SPATIAL + [(2, 32, 24, 30, 30, 3)], ids=lambda c: "B{}C{}O{}H{}W{}k{}".format(*c))
+def test_spec_conv_streamed_input_spectrum_is_bit_identical(host_lib, case, x_dtype):
+    """The streamed input spectrum (no workspace buffer) performs the dense path's operations in its
+    order: the packed output is identical bit for bit, also under overflow; "auto" is one of them."""
+    rng = np.random.default_rng(_seed((case, "stream", str(x_dtype))))
+    x, w, b, attrs, Y, O, F = conv_case(rng, case, "spatial", (0.4, "tanh", True, "tight"), "fp32", x_dtype=x_dtype)
+    dense = host_lib.spec_conv(x, w, b, **attrs, input_spectrum="dense")
+    streamed = host_lib.spec_conv(x, w, b, **attrs, input_spectrum="streamed")
+    assert np.array_equal(dense, streamed), f"streamed != dense for {case}"
+    assert np.array_equal(host_lib.spec_conv(x, w, b, **attrs), dense)
+    compare_packed(streamed, R.spec_conv(x, w, b, **attrs), C=O, F=F, value_dtype="fp32", scores64=Y,
+                   what=f"streamed {case}")
+
+
 HYP = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 
@@ -447,9 +462,15 @@ def test_planner_declares_the_library_workspace(host_lib, B, C, O, k, A1, A2, nc
     F = P.num_coeffs(Hs, Ws)
     attrs = dict(C=C, Hs=Hs, Ws=Ws)
     conv = dict(C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=0.5, activation="tanh", capacity=1, value_dtype=value_dtype)
-    sp = native.conv_params(in_domain="spatial", H=A1, W=A2, **conv)
-    assert host_lib.spec_conv_workspace_size(sp, B) == memory.declared_workspace(
-        "SpecConv", {**attrs, "in_domain": "spatial"}, B)
+    spatial = {**attrs, "in_domain": "spatial", "k": k}
+    sp = native.conv_params(in_domain="spatial", H=A1, W=A2, **conv)  # input_spectrum "auto": the planner's rule
+    assert host_lib.spec_conv_workspace_size(sp, B) == memory.declared_workspace("SpecConv", spatial, B, O)
+    dense = native.conv_params(in_domain="spatial", H=A1, W=A2, input_spectrum="dense", **conv)
+    streamed = native.conv_params(in_domain="spatial", H=A1, W=A2, input_spectrum="streamed", **conv)
+    spectrum = memory._align(8 * B * C * F)
+    assert host_lib.spec_conv_workspace_size(dense, B) - host_lib.spec_conv_workspace_size(streamed, B) == spectrum
+    assert host_lib.spec_conv_workspace_size(sp, B) == host_lib.spec_conv_workspace_size(
+        streamed if memory.streams_input(O, A1, A2, k) else dense, B)
     rw = P.row_words(C, F, 1, value_dtype)
     sq = native.conv_params(in_domain="spectral", in_row_words=rw, **conv)
     assert host_lib.spec_conv_workspace_size(sq, B) == memory.declared_workspace(
@@ -499,6 +520,10 @@ def test_validation_errors(host_lib):
     p = native.conv_params(**good)
     p.activation = 2
     _expect_invalid(lambda: lib.validate(p), "'activation'")
+    p = native.conv_params(**good)
+    p.input_spectrum = 3
+    _expect_invalid(lambda: lib.validate(p), "SpecConv", "'input_spectrum'")
+    _expect_invalid(lambda: native.conv_params(**{**good, "input_spectrum": "sparse"}), "'input_spectrum'")
     # Python-side checks name the attribute too
     _expect_invalid(lambda: native.conv_params(**{**good, "activation": "relu"}), "'activation'")
     _expect_invalid(lambda: native.conv_params(**{**good, "capacity": 2**31}), "'capacity'")

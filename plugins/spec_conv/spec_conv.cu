@@ -59,7 +59,7 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
     if (e == cudaSuccess) e = sd_launch_twiddle(const_cast<sd_cf*>(prod.twW), P.Ws, cs);
     if (e != cudaSuccess) return sd::cuda_fail("SpecConv", e);
 
-    if (P.in_domain == SD_DOMAIN_SPATIAL) {
+    if (P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in) {
         sd_cf* X = const_cast<sd_cf*>(prod.X);
         const int64_t total = (int64_t)P.B * P.C * P.H * P.Wh;
         k_rfft_rows<<<(unsigned)((total + 255) / 256), 256, 0, cs>>>(x, P.x_type, X, total, P.H, P.W, P.Ws, P.Wh, P.F,

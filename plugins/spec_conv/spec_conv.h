@@ -2,8 +2,9 @@
  * SpecConv per-element math (docs/ops.md), shared by spec_conv.cu and spec_conv_host.cpp.
  *   Y[o, f] = sum_c X[c, f] * K[o, c, f] (+ b[o] * sqrt(Hs*Ws) at f = 0)
  *   K[o, c, (p, q)] = sum_{u,v < k} w[o, c, u, v] e^{-2 pi i (p u / Hs + q v / Ws)}   (on the fly)
- *   X = rfft2(x zero-padded to Hs x Ws, norm="ortho") (spatial input, built in the workspace by a
- *       separable direct DFT) or the decoded packed input (spectral input, read per coefficient).
+ *   X = rfft2(x zero-padded to Hs x Ws, norm="ortho") (spatial input: built in the workspace by a
+ *       separable direct DFT, or recomputed per coefficient where needed, sd_input_spectrum) or the
+ *       decoded packed input (spectral input, read per coefficient).
  */
 #ifndef SPECDEPLOY_SPEC_CONV_H
 #define SPECDEPLOY_SPEC_CONV_H
@@ -81,13 +82,32 @@ SD_HD inline sd_cf sd_dft_col(const sd_cf* col, int64_t stride, int32_t H, uint3
     return sd_cscale(acc, scale);
 }
 
+/* One coefficient of the spatial input's ortho rfft2, computed from the input itself (the streamed
+ * input spectrum): the operations of sd_rfft_row + sd_dft_col in their order, so the same bits as the
+ * dense path that stores the row pass and then runs the column DFT. plane0 = (s * C + c) * H * W. */
+SD_HD inline sd_cf sd_rfft2_coeff(const void* x, int32_t xtype, int64_t plane0, int32_t H, int32_t W, uint32_t Hs,
+                                  uint32_t Ws, uint32_t p, uint32_t q, const sd_cf* twH, const sd_cf* twW,
+                                  float scale) {
+    sd_cf acc = sd_cf_zero();
+    uint32_t ih = 0;
+    for (int32_t h = 0; h < H; ++h) {
+        acc = sd_cmac(acc, sd_rfft_row(x, xtype, plane0 + (int64_t)h * W, W, Ws, q, twW), twH[ih]);
+        ih += p;
+        if (ih >= Hs) ih -= Hs;
+    }
+    return sd_cscale(acc, scale);
+}
+
 struct sd_conv_producer {
     static constexpr int OT = 8; /* output channels per tile (accumulators per thread) */
     int32_t C, O, Hs, Ws, Wh, F, k, in_domain, activation, has_bias;
     float bias_scale;
     const int32_t* xin; /* spectral: packed [B, lin.S] */
     sd_layout lin;
-    const sd_cf* X;     /* spatial: ortho spectrum [B, C, F] (workspace) */
+    const sd_cf* X;     /* spatial, dense: ortho spectrum [B, C, F] (workspace); null when streamed */
+    const void* xs;     /* spatial, streamed: the input [B, C, H, W] of x_type */
+    int32_t x_type, H, W;
+    float fft_scale;
     const float* w;     /* [O, C, k, k] */
     const float* bias;  /* [O] or null */
     const sd_cf* twH;   /* Hs entries */
@@ -97,6 +117,11 @@ struct sd_conv_producer {
         if (in_domain == SD_DOMAIN_SPECTRAL) {
             bool kept;
             return sd_packed_get(xin + (int64_t)s * lin.S, lin, c, f, &kept);
+        }
+        if (X == nullptr) {
+            const uint32_t p = (uint32_t)(f / Wh);
+            return sd_rfft2_coeff(xs, x_type, ((int64_t)s * C + c) * H * W, H, W, (uint32_t)Hs, (uint32_t)Ws, p,
+                                  (uint32_t)(f - (int32_t)p * Wh), twH, twW, fft_scale);
         }
         return X[((int64_t)s * C + c) * F + f];
     }
@@ -187,7 +212,12 @@ inline void sd_conv_setup(const sd::ConvPlan& P, const void* x, const float* w, 
     pr.bias_scale = P.bias_scale;
     pr.xin = P.in_domain == SD_DOMAIN_SPECTRAL ? (const int32_t*)x : nullptr;
     pr.lin = P.in;
-    pr.X = P.in_domain == SD_DOMAIN_SPATIAL ? (const sd_cf*)(base + P.X) : nullptr;
+    pr.X = P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in ? (const sd_cf*)(base + P.X) : nullptr;
+    pr.xs = P.in_domain == SD_DOMAIN_SPATIAL ? x : nullptr;
+    pr.x_type = P.x_type;
+    pr.H = P.H;
+    pr.W = P.W;
+    pr.fft_scale = P.fft_scale;
     pr.w = w;
     pr.bias = P.has_bias ? b : nullptr;
     pr.twH = (const sd_cf*)(base + P.tw_h);

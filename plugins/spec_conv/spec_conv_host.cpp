@@ -19,7 +19,7 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
     for (int32_t j = 0; j < P.Hs; ++j) twH[j] = sd_twiddle(j, P.Hs);
     for (int32_t j = 0; j < P.Ws; ++j) twW[j] = sd_twiddle(j, P.Ws);
 
-    if (P.in_domain == SD_DOMAIN_SPATIAL) {
+    if (P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in) {
         sd_cf* X = const_cast<sd_cf*>(prod.X);
         std::vector<sd_cf> col((size_t)P.H);
         for (int64_t plane = 0; plane < (int64_t)P.B * P.C; ++plane) {

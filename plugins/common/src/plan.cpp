@@ -100,6 +100,13 @@ sd_status check_ptr(const char* what, const char* name, const void* ptr) {
     return SD_OK;
 }
 
+bool conv_streams_input(int32_t O, int32_t H, int32_t W, int32_t k) {
+    const int64_t tiles = ((int64_t)O + 7) / 8;
+    const int64_t recompute = tiles * ((int64_t)H * W + H);
+    const int64_t own = (int64_t)O * ((int64_t)k * k + k + 1);
+    return recompute <= 8 * own;
+}
+
 sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) {
     const char* op = "SpecConv";
     sd_status st;
@@ -147,9 +154,15 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
                         op, p->Ws, (long long)p->W + p->k - 1);
         if (p->x_type != SD_FLOAT32 && p->x_type != SD_FLOAT16)
             return fail(SD_ERR_INVALID_ARGUMENT, "%s: 'x_type' = %d must be 0 (float32) or 1 (float16)", op, p->x_type);
+        if (p->input_spectrum != SD_SPECTRUM_AUTO && p->input_spectrum != SD_SPECTRUM_DENSE &&
+            p->input_spectrum != SD_SPECTRUM_STREAMED)
+            return fail(SD_ERR_INVALID_ARGUMENT,
+                        "%s: 'input_spectrum' = %d must be 0 (auto), 1 (dense) or 2 (streamed)", op, p->input_spectrum);
         P.H = p->H;
         P.W = p->W;
         P.x_type = p->x_type;
+        P.stream_in = p->input_spectrum == SD_SPECTRUM_STREAMED ||
+                      (p->input_spectrum == SD_SPECTRUM_AUTO && conv_streams_input(p->O, p->H, p->W, p->k));
     } else {
         if (p->k > p->Hs || p->k > p->Ws)
             return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'k' = %d is invalid: must be <= Hs = %d and <= Ws = %d for a spectral input",
@@ -166,7 +179,7 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     plan_pipe_ws(wb, batch, &P.pipe);
     P.tw_h = wb.take(sizeof(sd_cf) * (size_t)P.Hs);
     P.tw_w = wb.take(sizeof(sd_cf) * (size_t)P.Ws);
-    if (P.in_domain == SD_DOMAIN_SPATIAL) P.X = wb.take(sizeof(sd_cf) * (size_t)batch * P.C * P.F);
+    if (P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in) P.X = wb.take(sizeof(sd_cf) * (size_t)batch * P.C * P.F);
     P.ws_bytes = wb.total();
     *out = P;
     return SD_OK;

@@ -28,6 +28,7 @@ struct PipeWs {
 struct ConvPlan {
     int32_t B = 0, C = 0, O = 0, H = 0, W = 0, Hs = 0, Ws = 0, Wh = 0, F = 0, k = 0;
     int32_t in_domain = 0, activation = 0, vdt = 0, x_type = 0, has_bias = 0;
+    int32_t stream_in = 0; /* spatial input: 1 = spectrum recomputed per tile (no X buffer), 0 = dense X */
     float beta = 0.0f;
     float bias_scale = 0.0f; /* sqrt(Hs*Ws) */
     float fft_scale = 0.0f;  /* 1/sqrt(Hs*Ws) */
@@ -61,6 +62,12 @@ struct ConcatPlan {
     PipeWs pipe;
     size_t ws_bytes = 0;
 };
+
+/* SD_SPECTRUM_AUTO's rule for a spatial input: stream when recomputing the input spectrum per output
+ * tile of 8 channels, ceil(O/8) * (H*W + H) multiply-adds per coefficient and input channel, costs at
+ * most 8x the op's own work there, O * (k*k + k + 1) (kernel spectrum on the fly + product).
+ * specdeploy/memory.py ports it (the planner's declared workspace). */
+bool conv_streams_input(int32_t O, int32_t H, int32_t W, int32_t k);
 
 /* Validate and derive; batch < 0 is an error, batch 0 gives a plan with an empty workspace need. */
 sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out);

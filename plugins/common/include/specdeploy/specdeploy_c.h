@@ -40,7 +40,7 @@ extern "C" {
 #define SD_API __attribute__((visibility("default")))
 #endif
 
-#define SD_ABI_VERSION 1
+#define SD_ABI_VERSION 2
 
 typedef enum sd_status {
     SD_OK = 0,
@@ -59,6 +59,17 @@ typedef enum sd_float_type { SD_FLOAT32 = 0, SD_FLOAT16 = 1 } sd_float_type;
 
 #define SD_MAX_CONCAT_INPUTS 64
 
+/* How SpecConv gets the spectrum of a spatial input (first layer). DENSE: a separable direct DFT into
+ * the workspace, B*C*F complex64 (the one dense spectral buffer DESIGN §5 allows). STREAMED: each
+ * coefficient recomputed from the input where a tile needs it: no buffer, more arithmetic. AUTO picks
+ * STREAMED when that costs at most 8x the op's own per-tile work (sd_conv_streams_input). Both give
+ * the same bits: the same operations in the same order. */
+typedef enum sd_input_spectrum {
+    SD_SPECTRUM_AUTO = 0,
+    SD_SPECTRUM_DENSE = 1,
+    SD_SPECTRUM_STREAMED = 2
+} sd_input_spectrum;
+
 /* SpecConv. Spatial input: x is [B, C, H, W] of x_type, Hs = H + k - 1, Ws = W + k - 1.
  * Spectral input: x is int32 [B, in_row_words], a packed map with C channels of Hs x Ws (H, W, x_type
  * are ignored); its capacity follows from in_row_words. Limit of this implementation: H <= 4096. */
@@ -74,6 +85,7 @@ typedef struct sd_spec_conv_params {
     int32_t value_dtype;   /* sd_value_dtype of packed input and output */
     int32_t x_type;        /* sd_float_type of a spatial input */
     int32_t has_bias;      /* 0/1 */
+    int32_t input_spectrum; /* spatial input only: sd_input_spectrum (0 = auto) */
     int64_t in_row_words;  /* spectral input only: S of the input rows */
 } sd_spec_conv_params;
 
