@@ -96,7 +96,7 @@ def summarize(out: Path, runs: list[dict[str, Any]], batches: tuple[int, ...] = 
            "batches": list(batches), "runs": runs, "table": rows}
     (out / "study.json").write_text(json.dumps(doc, indent=2))
     lines = ["| model | arch | beta | steps | acc spec | acc twin | mean kept | peak spec/twin b1 | b8 | "
-             "activations only b1 | b8 | spec peak node |",
+             "maps only b1 | b8 | spec peak node |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         arch = ", ".join(f"{k}={v}" for k, v in row["arch"].items()) or "full"

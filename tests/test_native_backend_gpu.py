@@ -12,7 +12,6 @@ The kernel library is $SPECDEPLOY_KERNELS_LIB, else built once per session for t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -36,23 +35,16 @@ from test_native_backend import (  # noqa: E402  (shared models, images and comp
     export_overflowing,
     export_suite,
     have_data,
-    images,
     reference_tensors,
+    test_images,  # noqa: F401  (a fixture: eight test images per input channel count)
+    _x,
 )
 
 
 @pytest.fixture(scope="session")
-def libs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(cuda library, host library) built from this checkout (or $SPECDEPLOY_KERNELS_LIB)."""
-    major, minor = torch.cuda.get_device_capability()
-    env = os.environ.get("SPECDEPLOY_KERNELS_LIB")
-    bdir = tmp_path_factory.mktemp("native_backend_gpu_build")
-    try:
-        host = native.build("host", bdir)
-        cuda = Path(env) if env else native.build("cuda", bdir, cuda_architectures=f"{major}{minor}")
-    except native.NativeBuildError as e:
-        pytest.fail(f"building the native libraries failed:\n{e}")
-    return cuda, host
+def libs(gpu_lib_paths: tuple[Path, Path]) -> tuple[Path, Path]:
+    """(cuda library, host library) paths, built once per session (tests/conftest.py)."""
+    return gpu_lib_paths
 
 
 @pytest.fixture(autouse=True)
@@ -76,18 +68,6 @@ def no_tf32() -> None:
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
     return export_suite(tmp_path_factory.mktemp("native_backend_gpu_models"))
-
-
-@pytest.fixture(scope="session")
-def test_images() -> dict[int, np.ndarray]:
-    from specdeploy import zoo
-
-    return {c: images(zoo.ModelConfig(model="lenet5" if c == 1 else "vgg16", in_channels=c), 8, split="test",
-                      seed=1)[0] for c in (1, 3)}
-
-
-def _x(models: dict, test_images: dict, name: str) -> np.ndarray:
-    return test_images[runtime.read_model(models[(name, "twin")]).input_shape[1]]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ non-contracted multiply-add), so their headers and masks must agree exactly.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -43,16 +42,9 @@ from test_native_host import (  # noqa: E402  (shared grid and comparison rules)
 
 
 @pytest.fixture(scope="session")
-def libs(tmp_path_factory):
-    """(cuda library, host library) built from this checkout (or $SPECDEPLOY_KERNELS_LIB)."""
-    major, minor = torch.cuda.get_device_capability()
-    env = os.environ.get("SPECDEPLOY_KERNELS_LIB")
-    bdir = tmp_path_factory.mktemp("plugins_gpu_build")
-    try:
-        host_path = native.build("host", bdir)
-        cuda_path = env or native.build("cuda", bdir, cuda_architectures=f"{major}{minor}")
-    except native.NativeBuildError as e:
-        pytest.fail(f"building the native libraries failed:\n{e}")
+def libs(gpu_lib_paths):
+    """(cuda library, host library), loaded; built once per session (tests/conftest.py)."""
+    cuda_path, host_path = gpu_lib_paths
     cuda = native.load("cuda", cuda_path)  # runs sd_check_device: surfaces a wrong architecture
     return cuda, native.load("host", host_path)
 
