@@ -14,9 +14,9 @@ on what their graphs *need*, not on what an allocator happened to do. The rules 
   producer's output has no other reader: no new tensor, the buffer's live range is extended.
 * Views: Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout alias their input (no copy).
 * Workspace: each specdeploy op declares exactly what the native library's ``*_workspace_size``
-  returns (``declared_workspace`` ports plugins/common/src/plan.cpp; a CI test holds the two equal),
-  so the plan, the cuda backend's allocator peak and a TensorRT plugin's scratch count the same
-  bytes. That is the overflow pipeline's per-sample level histogram and threshold words (every op
+  returns at the planned batch (``declared_workspace`` ports plugins/common/src/plan.cpp; a CI test
+  holds the two equal), so the plan and the cuda backend's allocator peak count the same bytes, and
+  a TensorRT plugin the same at its profile's maximum batch. That is the overflow pipeline's per-sample level histogram and threshold words (every op
   with a packed output), the DFT twiddle tables (SpecConv, SpecToSpatial), and for SpecConv with
   ``in_domain = spatial`` whose input spectrum is not streamed (``streams_input``) the dense
   spectrum of its input, ``B * C * F * 8`` bytes (fp32 complex, F = Hs * (Ws // 2 + 1)), the only
@@ -255,7 +255,9 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
         n = nodes[idx]
         spec = spec_by_index.get(idx)
         if spec is not None:
-            O = int(weights[spec.inputs[1]].shape[0]) if spec.op == "SpecConv" else None  # type: ignore[index]
+            O = None
+            if spec.op == "SpecConv" and spec.attrs.get("in_domain") == "spatial":
+                O = int(weights[spec.inputs[1]].shape[0])  # type: ignore[index]  (read_model: an initializer)
             workspace[s] = declared_workspace(spec.op, spec.attrs, B, O)
         data_in = [x for x in n.input if x and x not in weights]
         alias = None

@@ -485,6 +485,22 @@ def test_planner_declares_the_library_workspace(host_lib, B, C, O, k, A1, A2, nc
     assert host_lib.spec_concat_workspace_size(cat, B) == memory.declared_workspace("SpecConcat", attrs, B)
 
 
+@pytest.mark.parametrize("O,H,W,k", [(2**31 - 1, 1, 1, 1), (1, 4096, 2**18, 1), (9, 4096, 2**18, 3),
+                                     (2**20, 64, 64, 1024), (8, 28, 28, 3), (8, 29, 29, 3)])
+def test_streaming_rule_at_the_extremes(host_lib, O, H, W, k):
+    """The automatic streamed/dense choice agrees with the planner's port where int64 would overflow
+    and at the rule's edge (O = 8, k = 3: 28x28 streams, 29x29 does not)."""
+    from specdeploy import memory
+
+    Hs, Ws = H + k - 1, W + k - 1
+    p = native.conv_params(in_domain="spatial", C=1, O=O, H=H, W=W, Hs=Hs, Ws=Ws, k=k, beta=0.5, activation="tanh",
+                           capacity=1, value_dtype="fp16")
+    attrs = {"in_domain": "spatial", "C": 1, "Hs": Hs, "Ws": Ws, "k": k}
+    assert host_lib.spec_conv_workspace_size(p, 1) == memory.declared_workspace("SpecConv", attrs, 1, O)
+    if (O, k) == (8, 3):
+        assert memory.streams_input(O, H, W, k) == (H == 28)
+
+
 def _expect_invalid(fn, *names):
     with pytest.raises(native.NativeInvalidArgument) as ei:
         fn()

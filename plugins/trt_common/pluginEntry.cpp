@@ -8,6 +8,8 @@
  * No REGISTER_TENSORRT_PLUGIN here: registration happens only through getCreators, so loading the
  * library twice (or with dlopen + loadLibrary) never registers a creator twice.
  */
+#include <cstdio>
+
 #include "trt_common/trtCommon.h"
 
 #include "spec_concat/trt/SpecConcatPlugin.h"
@@ -22,6 +24,20 @@ extern "C" SD_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
 
 extern "C" SD_TRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
+    // The kernel library is a separate .so (found next to this one): one from another build may lay
+    // out its parameters or size its workspace differently, so offer no plugin rather than run it.
+    int32_t const abi = sd_abi_version();
+    if (abi != SD_ABI_VERSION)
+    {
+        char msg[256];
+        std::snprintf(msg, sizeof(msg),
+            "libspecdeploy_trt: the kernel library implements specdeploy C ABI version %d, this plugin library "
+            "was built for version %d; rebuild both from one checkout (specdeploy build-plugins --kind cuda)",
+            static_cast<int>(abi), static_cast<int>(SD_ABI_VERSION));
+        specdeploy::trt::log(nvinfer1::ILogger::Severity::kERROR, msg);
+        nbCreators = 0;
+        return nullptr;
+    }
     // Function-local statics: constructed on first call, thread-safe (C++11), never throw
     // (the creators' constructors catch their own failures).
     static specdeploy::trt::SpecConvPluginCreator sConv;

@@ -28,7 +28,7 @@ How a graph runs (``info.model``'s nodes, already in topological order):
   caching allocator and drops it afterwards: what the planner assumes, so figure 4 is comparable
   with figure 1. ``workspace="shared"`` keeps one buffer sized to the max over the graph, held by the
   session and reused by every op and run (like TensorRT's scratch); it saves the allocator calls
-  and charges the largest workspace (the first layer's dense spectrum) for the whole run.
+  and charges the largest workspace (often a first layer's dense input spectrum) for the whole run.
 * overflow: the taps (``info.overflow_taps``) are returned as their 4-word headers; word 1 is the
   sticky ``overflowed`` flag, exactly what the reference backend's full taps give ``overflow_flags``.
 

@@ -101,9 +101,12 @@ sd_status check_ptr(const char* what, const char* name, const void* ptr) {
 }
 
 bool conv_streams_input(int32_t O, int32_t H, int32_t W, int32_t k) {
-    const int64_t tiles = ((int64_t)O + 7) / 8;
-    const int64_t recompute = tiles * ((int64_t)H * W + H);
-    const int64_t own = (int64_t)O * ((int64_t)k * k + k + 1);
+    /* exact for every int32 input (both sides stay below 2^100), as the Python port with its integers;
+     * __extension__: GCC/Clang's 128-bit integer without a -Wpedantic warning */
+    __extension__ typedef unsigned __int128 u128;
+    const u128 tiles = ((u128)(uint32_t)O + 7) / 8;
+    const u128 recompute = tiles * ((u128)(uint32_t)H * (uint32_t)W + (uint32_t)H);
+    const u128 own = (u128)(uint32_t)O * ((u128)(uint32_t)k * (uint32_t)k + (uint32_t)k + 1);
     return recompute <= 8 * own;
 }
 
@@ -174,7 +177,8 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     P.out = sd_make_layout(p->O, P.F, p->capacity, p->value_dtype);
     P.bias_scale = (float)sqrt((double)P.Hs * (double)P.Ws);
     P.fft_scale = (float)(1.0 / sqrt((double)P.Hs * (double)P.Ws));
-    if ((st = bytes_ok(op, (double)batch * P.C * P.F * 8.0 + (double)batch * SD_NLEV * 4.0)) != SD_OK) return st;
+    const double dense = P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in ? (double)batch * P.C * P.F * 8.0 : 0.0;
+    if ((st = bytes_ok(op, dense + (double)batch * SD_NLEV * 4.0)) != SD_OK) return st;
     WsBuilder wb;
     plan_pipe_ws(wb, batch, &P.pipe);
     P.tw_h = wb.take(sizeof(sd_cf) * (size_t)P.Hs);

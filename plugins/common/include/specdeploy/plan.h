@@ -69,7 +69,8 @@ struct ConcatPlan {
  * specdeploy/memory.py ports it (the planner's declared workspace). */
 bool conv_streams_input(int32_t O, int32_t H, int32_t W, int32_t k);
 
-/* Validate and derive; batch < 0 is an error, batch 0 gives a plan with an empty workspace need. */
+/* Validate and derive; batch < 0 is an error, batch 0 gives a plan without per-sample buffers (the
+ * workspace size then covers only the per-call parts: twiddle tables and alignment slack). */
 sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out);
 sd_status plan_pool(const sd_spec_pool_params* p, int32_t batch, PoolPlan* out);
 sd_status plan_to_spatial(const sd_spec_to_spatial_params* p, int32_t batch, ToSpatialPlan* out);

@@ -62,8 +62,8 @@ typedef enum sd_float_type { SD_FLOAT32 = 0, SD_FLOAT16 = 1 } sd_float_type;
 /* How SpecConv gets the spectrum of a spatial input (first layer). DENSE: a separable direct DFT into
  * the workspace, B*C*F complex64 (the one dense spectral buffer DESIGN §5 allows). STREAMED: each
  * coefficient recomputed from the input where a tile needs it: no buffer, more arithmetic. AUTO picks
- * STREAMED when that costs at most 8x the op's own per-tile work (sd_conv_streams_input). Both give
- * the same bits: the same operations in the same order. */
+ * STREAMED when that costs at most 8x the op's own per-tile work (the rule in plugins/spec_conv/
+ * README.md, "Input spectrum"). Both give the same bits: the same operations in the same order. */
 typedef enum sd_input_spectrum {
     SD_SPECTRUM_AUTO = 0,
     SD_SPECTRUM_DENSE = 1,
