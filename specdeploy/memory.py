@@ -162,6 +162,11 @@ def _align(n: int) -> int:
     return (n + WS_ALIGN - 1) // WS_ALIGN * WS_ALIGN
 
 
+def _twiddle_workspace(Hs: int, Ws: int) -> int:
+    """The DFT twiddle tables of the Hs- and Ws-point transforms (SpecConv, SpecToSpatial)."""
+    return _align(_COMPLEX64 * Hs) + _align(_COMPLEX64 * Ws)
+
+
 def _pipeline_workspace(batch: int) -> int:
     """Ops with a packed output: the level histogram, then threshold/owner/flag words per sample."""
     return _align(4 * batch * HIST_LEVELS) + _align(12 * batch)
@@ -192,7 +197,7 @@ def declared_workspace(op: str, attrs: dict[str, Any], batch: int, out_channels:
         raise ValueError(f"batch must be >= 0, got {batch}")
     if op == "SpecConv":
         Hs, Ws = int(attrs["Hs"]), int(attrs["Ws"])
-        ws = _pipeline_workspace(batch) + _align(_COMPLEX64 * Hs) + _align(_COMPLEX64 * Ws)
+        ws = _pipeline_workspace(batch) + _twiddle_workspace(Hs, Ws)
         if attrs.get("in_domain") == "spatial":
             if out_channels is None:
                 raise ValueError("declared_workspace: a spatial-input SpecConv needs out_channels (O)")
@@ -203,7 +208,7 @@ def declared_workspace(op: str, attrs: dict[str, Any], batch: int, out_channels:
     if op in ("SpecPool", "SpecConcat"):
         return _pipeline_workspace(batch) + WS_ALIGN
     if op == "SpecToSpatial":
-        return _align(_COMPLEX64 * int(attrs["Hs"])) + _align(_COMPLEX64 * int(attrs["Ws"])) + WS_ALIGN
+        return _twiddle_workspace(int(attrs["Hs"]), int(attrs["Ws"])) + WS_ALIGN
     return 0
 
 

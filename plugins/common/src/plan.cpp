@@ -37,12 +37,31 @@ void plan_pipe_ws(WsBuilder& wb, int32_t B, PipeWs* ws) {
     ws->flag = ws->own + sizeof(uint32_t) * (size_t)B;
 }
 
+/* The DFT twiddle tables of the Hs- and Ws-point transforms (SpecConv, SpecToSpatial). */
+void plan_twiddle_ws(WsBuilder& wb, int32_t Hs, int32_t Ws, size_t* tw_h, size_t* tw_w) {
+    *tw_h = wb.take(sizeof(sd_cf) * (size_t)Hs);
+    *tw_w = wb.take(sizeof(sd_cf) * (size_t)Ws);
+}
+
 const char* dtype_name(int32_t v) { return v == 0 ? "fp32" : v == 1 ? "fp16" : "?"; }
 
 sd_status check_range(const char* op, const char* attr, int64_t v, int64_t lo, int64_t hi, const char* why = nullptr) {
     if (v < lo || v > hi)
         return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute '%s' = %lld is invalid: must be in %lld..%lld%s%s", op, attr,
                     (long long)v, (long long)lo, (long long)hi, why ? " " : "", why ? why : "");
+    return SD_OK;
+}
+
+sd_status check_value_dtype(const char* op, int32_t v) {
+    if (v != SD_VALUE_FP32 && v != SD_VALUE_FP16)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
+                    v);
+    return SD_OK;
+}
+
+sd_status check_float_type(const char* op, const char* name, int32_t v) {
+    if (v != SD_FLOAT32 && v != SD_FLOAT16)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: '%s' = %d must be 0 (float32) or 1 (float16)", op, name, v);
     return SD_OK;
 }
 
@@ -129,9 +148,7 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     if (p->activation != SD_ACT_NONE && p->activation != SD_ACT_TANH)
         return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'activation' = %d is invalid: must be 0 (\"none\") or 1 (\"tanh\")", op,
                     p->activation);
-    if (p->value_dtype != SD_VALUE_FP32 && p->value_dtype != SD_VALUE_FP16)
-        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
-                    p->value_dtype);
+    if ((st = check_value_dtype(op, p->value_dtype)) != SD_OK) return st;
     if (p->has_bias != 0 && p->has_bias != 1)
         return fail(SD_ERR_INVALID_ARGUMENT, "%s: 'has_bias' = %d must be 0 or 1", op, p->has_bias);
     if ((st = spectral_size(op, p->Hs, p->Ws, &P.F)) != SD_OK) return st;
@@ -155,8 +172,7 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
         if ((int64_t)p->Ws != (int64_t)p->W + p->k - 1)
             return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'Ws' = %d is invalid: must equal W + k - 1 = %lld for a spatial input",
                         op, p->Ws, (long long)p->W + p->k - 1);
-        if (p->x_type != SD_FLOAT32 && p->x_type != SD_FLOAT16)
-            return fail(SD_ERR_INVALID_ARGUMENT, "%s: 'x_type' = %d must be 0 (float32) or 1 (float16)", op, p->x_type);
+        if ((st = check_float_type(op, "x_type", p->x_type)) != SD_OK) return st;
         if (p->input_spectrum != SD_SPECTRUM_AUTO && p->input_spectrum != SD_SPECTRUM_DENSE &&
             p->input_spectrum != SD_SPECTRUM_STREAMED)
             return fail(SD_ERR_INVALID_ARGUMENT,
@@ -181,8 +197,7 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     if ((st = bytes_ok(op, dense + (double)batch * SD_NLEV * 4.0)) != SD_OK) return st;
     WsBuilder wb;
     plan_pipe_ws(wb, batch, &P.pipe);
-    P.tw_h = wb.take(sizeof(sd_cf) * (size_t)P.Hs);
-    P.tw_w = wb.take(sizeof(sd_cf) * (size_t)P.Ws);
+    plan_twiddle_ws(wb, P.Hs, P.Ws, &P.tw_h, &P.tw_w);
     if (P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in) P.X = wb.take(sizeof(sd_cf) * (size_t)batch * P.C * P.F);
     P.ws_bytes = wb.total();
     *out = P;
@@ -200,9 +215,7 @@ sd_status plan_pool(const sd_spec_pool_params* p, int32_t batch, PoolPlan* out) 
     if ((st = spectral_size(op, p->Hs, p->Ws, &P.F)) != SD_OK) return st;
     if ((st = check_range(op, "out_Hs", p->out_Hs, 1, p->Hs, "(1 .. Hs)")) != SD_OK) return st;
     if ((st = check_range(op, "out_Ws", p->out_Ws, 1, p->Ws, "(1 .. Ws)")) != SD_OK) return st;
-    if (p->value_dtype != SD_VALUE_FP32 && p->value_dtype != SD_VALUE_FP16)
-        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
-                    p->value_dtype);
+    if ((st = check_value_dtype(op, p->value_dtype)) != SD_OK) return st;
     P.C = p->C;
     P.Hs = p->Hs;
     P.Ws = p->Ws;
@@ -234,11 +247,8 @@ sd_status plan_to_spatial(const sd_spec_to_spatial_params* p, int32_t batch, ToS
     if ((st = check_range(op, "C", p->C, 1, kI32Max)) != SD_OK) return st;
     if ((st = spectral_size(op, p->Hs, p->Ws, &P.F)) != SD_OK) return st;
     if ((st = check_range(op, "Ws", p->Ws, 1, kMaxToSpatialWs, "(limit of this implementation)")) != SD_OK) return st;
-    if (p->value_dtype != SD_VALUE_FP32 && p->value_dtype != SD_VALUE_FP16)
-        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
-                    p->value_dtype);
-    if (p->y_type != SD_FLOAT32 && p->y_type != SD_FLOAT16)
-        return fail(SD_ERR_INVALID_ARGUMENT, "%s: 'y_type' = %d must be 0 (float32) or 1 (float16)", op, p->y_type);
+    if ((st = check_value_dtype(op, p->value_dtype)) != SD_OK) return st;
+    if ((st = check_float_type(op, "y_type", p->y_type)) != SD_OK) return st;
     P.C = p->C;
     P.Hs = p->Hs;
     P.Ws = p->Ws;
@@ -248,8 +258,7 @@ sd_status plan_to_spatial(const sd_spec_to_spatial_params* p, int32_t batch, ToS
     if ((st = packed_input(op, "in_row_words", p->C, P.F, p->value_dtype, p->in_row_words, &P.in)) != SD_OK) return st;
     P.scale = (float)(1.0 / sqrt((double)P.Hs * (double)P.Ws));
     WsBuilder wb;
-    P.tw_h = wb.take(sizeof(sd_cf) * (size_t)P.Hs);
-    P.tw_w = wb.take(sizeof(sd_cf) * (size_t)P.Ws);
+    plan_twiddle_ws(wb, P.Hs, P.Ws, &P.tw_h, &P.tw_w);
     P.ws_bytes = wb.total();
     *out = P;
     return SD_OK;
@@ -265,9 +274,7 @@ sd_status plan_concat(const sd_spec_concat_params* p, int32_t batch, ConcatPlan*
     if ((st = check_range(op, "n_inputs", p->n_inputs, 1, SD_MAX_CONCAT_INPUTS, "(number of inputs = len(C))")) != SD_OK)
         return st;
     if ((st = spectral_size(op, p->Hs, p->Ws, &P.F)) != SD_OK) return st;
-    if (p->value_dtype != SD_VALUE_FP32 && p->value_dtype != SD_VALUE_FP16)
-        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'value_dtype' = %d is invalid: must be 0 (\"fp32\") or 1 (\"fp16\")", op,
-                    p->value_dtype);
+    if ((st = check_value_dtype(op, p->value_dtype)) != SD_OK) return st;
     P.n = p->n_inputs;
     P.Hs = p->Hs;
     P.Ws = p->Ws;
