@@ -1,29 +1,38 @@
-"""Zoo study: every model at beta 0.5 / 1.0 / 1.5 and its twin, trained briefly on Fashion-MNIST,
-exported with fp16 values (calibrated), planned peak memory spec/twin (fp16 twin accounting).
+"""Zoo study: every model x block {paper, hybrid} x beta and its spatial twin, trained on Fashion-MNIST
+with the same step budget and recipe as the twin, exported with fp16 values (calibrated), planned peak
+memory spec/twin at batch 1 and 8 (fp16 twin accounting, DESIGN §5 figure 1).
 
-Usage: python scripts/zoo_study.py [--out results/study] [--quick]
-Writes <out>/study.json and <out>/study.md; checkpoints and ONNX files under <out>/.
-Short CPU training: the accuracies say the models learn, not what they reach when trained fully.
+Usage:
+  python scripts/zoo_study.py --out DIR --stage train     # train what is missing (resumable)
+  python scripts/zoo_study.py --out DIR --stage recipes   # the training-recipe comparison (VGG16 hybrid)
+  python scripts/zoo_study.py --out DIR                   # train what is missing, export, plan, write tables
+
+Every run is cached under <out>/runs/: its checkpoint directory <tag>/ and <tag>.json (accuracy,
+kept fractions, training config, date); a later invocation reuses them and only exports and plans.
+Runs train one at a time, as the 2-core machine needs. Short CPU training: the accuracies compare
+blocks and recipes at one budget; they are not what the models reach when trained fully.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from specdeploy import checkpoint, zoo
-from specdeploy.export import export_model
-from specdeploy.export import calibration_images
-from specdeploy.train import TrainConfig, evaluate, loaders_for, train
+from specdeploy.train import TrainConfig, evaluate, load_teacher, loaders_for, train
 
 DATA = "fashion-mnist"
-BETAS = (0.5, 1.0, 1.5)
+BATCH = 64
+TEST_SAMPLES = 2000
 # model -> (architecture overrides, training steps at batch 64); widths/depths cut for 2 CPU cores
 PLAN: dict[str, tuple[dict[str, Any], int]] = {
     "lenet5": ({}, 800),
@@ -31,102 +40,180 @@ PLAN: dict[str, tuple[dict[str, Any], int]] = {
     "vgg16": ({"width": 0.25}, 300),
     "densenet": ({"depth": 22, "growth": 12}, 150),
 }
+BETAS: dict[str, tuple[float, ...]] = {"paper": (0.5, 1.0, 1.5), "hybrid": (0.25, 0.5, 1.0)}
+
+# Training recipes (TrainConfig fields; "kd": distil from the twin trained with the same recipe).
+# "study" is the recipe of the earlier study (SGD, lr 0.01, momentum 0.9, constant at these budgets);
+# "paper" is TrainConfig's default, the paper's SGD recipe.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "study": {"lr": 0.01, "momentum": 0.9},
+    "cosine": {"lr": 0.02, "momentum": 0.9, "schedule": "cosine", "warmup": 0.05},
+    "cosine-anneal": {"lr": 0.02, "momentum": 0.9, "schedule": "cosine", "warmup": 0.05, "beta_anneal": 0.3},
+    "cosine-kd": {"lr": 0.02, "momentum": 0.9, "schedule": "cosine", "warmup": 0.05, "kd": True},
+    "cosine-anneal-kd": {"lr": 0.02, "momentum": 0.9, "schedule": "cosine", "warmup": 0.05, "beta_anneal": 0.3,
+                         "kd": True},
+}
+DEFAULT_RECIPE = "study"
+# The recipe comparison: one model, one beta, short (DESIGN-sized: VGG16 width 1/4, hybrid, beta 0.5).
+RECIPE_STUDY = {"model": "vgg16", "arch": {"width": 0.25}, "beta": 0.5, "steps": 100,
+                "recipes": ("study", "cosine", "cosine-anneal", "cosine-kd")}
 
 
-def run_one(name: str, domain: str, beta: float, arch: dict[str, Any], steps: int, out: Path) -> dict[str, Any]:
-    tag = f"{name}-{domain}" + (f"-b{beta}" if domain == "spectral" else "")
-    done = out / f"{tag}.json"
-    if done.is_file():  # resume: each run is recorded as soon as it finishes
-        return json.loads(done.read_text())
-    config = zoo.ModelConfig(model=name, domain=domain, in_channels=1, beta=beta, **arch)
-    cfg = TrainConfig(epochs=1 + steps * 64 // 60000, max_steps=steps, batch_size=64, lr=0.01, momentum=0.9)
-    train_loader, test_loader, meta = loaders_for(config, DATA, None, cfg, None, 2000)
+@dataclass(frozen=True)
+class Run:
+    """One trained model of the study."""
+
+    model: str
+    domain: str  # "spectral" | "spatial"
+    block: str  # "paper" | "hybrid" ("-" for twins)
+    beta: float | None
+    arch: dict[str, Any]
+    steps: int
+    recipe: str
+
+    @property
+    def tag(self) -> str:
+        arch = "".join(f"-{k}{v}" for k, v in sorted(self.arch.items()))
+        base = f"{self.model}{arch}-s{self.steps}-{self.recipe}"
+        return f"{base}-twin" if self.domain == "spatial" else f"{base}-{self.block}-b{self.beta}"
+
+    def twin(self) -> "Run":
+        return dataclasses.replace(self, domain="spatial", block="-", beta=None, recipe=twin_recipe(self.recipe))
+
+
+def twin_recipe(recipe: str) -> str:
+    """The twin trains with the same optimizer and schedule; annealing and distillation do not apply."""
+    opts = {k: v for k, v in RECIPES[recipe].items() if k not in ("kd", "beta_anneal")}
+    return next(name for name, o in RECIPES.items() if o == opts)
+
+
+def train_config(run: Run) -> TrainConfig:
+    opts = {k: v for k, v in RECIPES[run.recipe].items() if k != "kd"}
+    return TrainConfig(epochs=1, max_steps=run.steps, batch_size=BATCH, seed=0, **opts)
+
+
+def model_config(run: Run) -> zoo.ModelConfig:
+    if run.domain == "spatial":
+        return zoo.ModelConfig(model=run.model, domain="spatial", in_channels=1, **run.arch)
+    return zoo.ModelConfig(model=run.model, domain="spectral", in_channels=1, beta=run.beta, block=run.block,
+                           **run.arch)
+
+
+def train_run(run: Run, out: Path) -> dict[str, Any]:
+    """Train a run (its twin first when it distils) unless cached; returns the run's record."""
+    runs_dir = out / "runs"
+    record_path = runs_dir / f"{run.tag}.json"
+    if record_path.is_file():
+        return json.loads(record_path.read_text())
+    teacher_dir = None
+    if RECIPES[run.recipe].get("kd"):
+        teacher_dir = runs_dir / run.twin().tag
+        train_run(run.twin(), out)
+    config = model_config(run)
+    cfg = train_config(run)
+    if teacher_dir is not None:
+        cfg = dataclasses.replace(cfg, teacher=str(teacher_dir))
+    train_loader, test_loader, meta = loaders_for(config, DATA, None, cfg, None, TEST_SAMPLES)
     torch.manual_seed(0)
     model = zoo.build(config)
+    teacher = load_teacher(str(teacher_dir), config) if teacher_dir is not None else None
     t0 = time.time()
-    train(model, train_loader, None, cfg, log=lambda s: None)
+    history = train(model, train_loader, None, cfg, log=lambda s: None, teacher=teacher)
     seconds = time.time() - t0
     ev = evaluate(model, test_loader)
-    checkpoint.save(model, out / tag, data=meta, training=cfg.to_dict(), metrics={"test_accuracy": ev["accuracy"]})
-    calib = calibration_images(config, DATA, 256) if domain == "spectral" else None
-    res = export_model(model, out / f"{tag}.onnx", value_dtype="fp16", calib_images=calib, batch=None, max_batch=32,
-                       metadata={"specdeploy.data": {"name": DATA}})
-    kept = {n: s["mean"] / s["dense"] for n, s in res.calibration.items()}
-    print(f"{tag:28s} acc {ev['accuracy']:.4f}  {steps} steps in {seconds:.0f}s", flush=True)
-    run = {"model": name, "domain": domain, "beta": beta if domain == "spectral" else None, "arch": arch,
-           "steps": steps, "batch": 64, "train_seconds": round(seconds, 1), "test_accuracy": ev["accuracy"],
-           "test_samples": ev["samples"], "onnx": str(out / f"{tag}.onnx"), "mean_kept_fraction_per_op": kept}
-    done.write_text(json.dumps(run, indent=2))
-    return run
+    checkpoint.save(model, runs_dir / run.tag, data=meta, classes=meta["classes"], training=cfg.to_dict(),
+                    history=history, metrics={"test_accuracy": ev["accuracy"], "kept": ev["kept"]})
+    record = {
+        **dataclasses.asdict(run), "tag": run.tag, "batch": BATCH, "train_seconds": round(seconds, 1),
+        "test_accuracy": ev["accuracy"], "test_samples": ev["samples"], "torch_kept_per_layer": ev["kept"],
+        "training": cfg.to_dict(), "date": datetime.date.today().isoformat(), "machine": platform.platform(),
+        "note": "train_seconds measured while other jobs shared the 2 cores",
+    }
+    record_path.write_text(json.dumps(record, indent=2))
+    kept = ev["kept"]
+    kept_s = f"  kept {min(kept.values()):.3f}-{max(kept.values()):.3f}" if kept else ""
+    print(f"{run.tag:52s} acc {ev['accuracy']:.4f}{kept_s}  {run.steps} steps in {seconds:.0f}s", flush=True)
+    return record
 
 
-def summarize(out: Path, runs: list[dict[str, Any]], batches: tuple[int, ...] = (1, 8)) -> dict[str, Any]:
-    """Planned peak (DESIGN §5 figure 1, fp16 twin accounting) of every run, and ratios spec/twin."""
-    from specdeploy import memory
+def study_runs(models: list[str], blocks: list[str], recipe: str, steps_scale: float) -> list[Run]:
+    """Twin first, then every block x beta, per model (the order the training follows)."""
+    runs = []
+    for name in models:
+        arch, steps = PLAN[name]
+        steps = max(1, int(round(steps * steps_scale)))
+        twin = Run(name, "spatial", "-", None, arch, steps, twin_recipe(recipe))
+        runs.append(twin)
+        for block in blocks:
+            runs += [Run(name, "spectral", block, beta, arch, steps, recipe) for beta in BETAS[block]]
+    return runs
 
-    for r in runs:
-        r["planned_peak_bytes"] = {}
-        r["planned_peak_node"] = {}
-        r["planned_live_peak_bytes"] = {}
-        for b in batches:
-            p = memory.plan(r["onnx"], batch=b, activation_dtype="fp16")
-            r["planned_peak_bytes"][str(b)] = p.peak_bytes
-            r["planned_peak_node"][str(b)] = p.peak_node
-            r["planned_live_peak_bytes"][str(b)] = p.live_peak_bytes
-    twins = {r["model"]: r for r in runs if r["domain"] == "spatial"}
+
+def recipe_runs() -> list[Run]:
+    s = RECIPE_STUDY
+    runs = []
+    for recipe in s["recipes"]:
+        twin = Run(s["model"], "spatial", "-", None, s["arch"], s["steps"], twin_recipe(recipe))
+        if twin not in runs:
+            runs.append(twin)
+        runs.append(Run(s["model"], "spectral", "hybrid", s["beta"], s["arch"], s["steps"], recipe))
+    return runs
+
+
+def recipe_table(out: Path, records: list[dict[str, Any]]) -> None:
+    """The recipe comparison as JSON + markdown: recipe -> accuracy, kept fractions, twin accuracy."""
+    twins = {r["recipe"]: r for r in records if r["domain"] == "spatial"}
     rows = []
-    for r in runs:
-        if r["domain"] != "spectral" or r["model"] not in twins:
+    for r in records:
+        if r["domain"] != "spectral":
             continue
-        t = twins[r["model"]]
-        kept = r["mean_kept_fraction_per_op"]
-        rows.append({
-            "model": r["model"], "arch": r["arch"], "beta": r["beta"], "steps": r["steps"],
-            "spec_accuracy": r["test_accuracy"], "twin_accuracy": t["test_accuracy"],
-            "mean_kept_fraction": sum(kept.values()) / max(len(kept), 1),
-            **{f"ratio_planned_peak_b{b}": r["planned_peak_bytes"][str(b)] / t["planned_peak_bytes"][str(b)]
-               for b in batches},
-            **{f"ratio_live_peak_b{b}": r["planned_live_peak_bytes"][str(b)] / t["planned_live_peak_bytes"][str(b)]
-               for b in batches},
-            **{f"spec_peak_b{b}": r["planned_peak_bytes"][str(b)] for b in batches},
-            **{f"twin_peak_b{b}": t["planned_peak_bytes"][str(b)] for b in batches},
-            "spec_peak_node_b1": r["planned_peak_node"]["1"], "twin_peak_node_b1": t["planned_peak_node"]["1"],
-        })
-    doc = {"machine": platform.platform(), "data": DATA, "value_dtype": "fp16", "twin_activation_dtype": "fp16",
-           "batches": list(batches), "runs": runs, "table": rows}
-    (out / "study.json").write_text(json.dumps(doc, indent=2))
-    lines = ["| model | arch | beta | steps | acc spec | acc twin | mean kept | peak spec/twin b1 | b8 | "
-             "maps only b1 | b8 | spec peak node |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        t = twins.get(twin_recipe(r["recipe"]))
+        kept = r["torch_kept_per_layer"]
+        rows.append({"recipe": r["recipe"], "options": RECIPES[r["recipe"]], "steps": r["steps"],
+                     "spec_accuracy": r["test_accuracy"], "twin_accuracy": t["test_accuracy"] if t else None,
+                     "kept_min": min(kept.values()), "kept_max": max(kept.values()),
+                     "train_seconds": r["train_seconds"]})
+    doc = {"study": RECIPE_STUDY, "data": DATA, "batch": BATCH, "test_samples": TEST_SAMPLES, "rows": rows,
+           "runs": records}
+    (out / "recipes.json").write_text(json.dumps(doc, indent=2))
+    lines = ["| recipe | options | spec acc | twin acc (same recipe) | kept per layer |", "|---|---|---|---|---|"]
     for row in rows:
-        arch = ", ".join(f"{k}={v}" for k, v in row["arch"].items()) or "full"
-        lines.append(f"| {row['model']} | {arch} | {row['beta']} | {row['steps']} | {row['spec_accuracy']:.4f} | "
-                     f"{row['twin_accuracy']:.4f} | {row['mean_kept_fraction']:.3f} | "
-                     f"{row['ratio_planned_peak_b1']:.3f} ({row['spec_peak_b1']} / {row['twin_peak_b1']} B) | "
-                     f"{row['ratio_planned_peak_b8']:.3f} | {row['ratio_live_peak_b1']:.3f} | "
-                     f"{row['ratio_live_peak_b8']:.3f} | {row['spec_peak_node_b1']} |")
-    (out / "study.md").write_text("\n".join(lines) + "\n")
+        opts = ", ".join(f"{k}={v}" for k, v in row["options"].items())
+        twin = f"{row['twin_accuracy']:.4f}" if row["twin_accuracy"] is not None else "-"
+        lines.append(f"| {row['recipe']} | {opts} | {row['spec_accuracy']:.4f} | {twin} | "
+                     f"{row['kept_min']:.3f}-{row['kept_max']:.3f} |")
+    (out / "recipes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return doc
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="results/study")
-    ap.add_argument("--quick", action="store_true", help="20 steps per model (smoke test)")
+    ap.add_argument("--stage", choices=("train", "recipes", "all"), default="all")
     ap.add_argument("--models", default=",".join(PLAN))
+    ap.add_argument("--blocks", default="hybrid,paper")
+    ap.add_argument("--betas", default=None, help="comma list overriding the betas of every block")
+    ap.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES))
+    ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every model's step budget")
+    ap.add_argument("--quick", action="store_true", help="20 steps per model (smoke test)")
     args = ap.parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for name in args.models.split(","):
-        arch, steps = PLAN[name]
-        steps = 20 if args.quick else steps
-        runs.append(run_one(name, "spatial", 0.0, arch, steps, out))
-        for beta in BETAS:
-            runs.append(run_one(name, "spectral", beta, arch, steps, out))
-    summarize(out, runs)
-    print(f"wrote {out / 'study.json'} and {out / 'study.md'}")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    if args.betas:
+        betas = tuple(float(b) for b in args.betas.split(","))
+        for block in BETAS:
+            BETAS[block] = betas
+    if args.stage == "recipes":
+        recipe_table(out, [train_run(r, out) for r in recipe_runs()])
+        return
+    scale = 20 / 300 if args.quick else args.steps_scale
+    runs = study_runs(args.models.split(","), args.blocks.split(","), args.recipe, scale)
+    records = [train_run(r, out) for r in runs]
+    if args.stage == "train":
+        print(f"trained {len(records)} runs under {out / 'runs'}")
+        return
+    raise SystemExit("export and planning of the hybrid block arrive with the op set's 'relu' support")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ the twin has the same depth, channels, kernel sizes, pooling positions and head 
 - spectral: SpecConv2d (first one from the spatial input), SpecPool2d, SpecConcat, then SpecToSpatial;
 - spatial twin: Conv2d(padding k//2) + BatchNorm2d + ReLU, MaxPool2d(2), torch.cat.
 
+Two spectral blocks (DESIGN §2b), chosen by ``block``:
+- "paper": SpecConv2d with tanh per coefficient, SpecPool2d (crop, never below ``min_spectral_size``);
+- "hybrid": SpecConv2d with BatchNorm + ReLU on the spatial map, each of the twin's pools fused into
+  the conv before it (``pool="max2"``, ceil mode), no floor: the twin's pooling positions and head.
+Spatial twins ignore ``block`` (the twin of a hybrid model is the ordinary twin).
+
 ``create(name, domain=...)`` returns a ``ZooModel`` whose ``config`` is everything needed to rebuild
 it (checkpoints store it as JSON).
 """
@@ -24,7 +30,11 @@ from torch import nn
 from specdeploy.catalog import DOMAINS, MODELS
 from specdeploy.nn import SpecConcat, SpecConv2d, SpecPool2d, SpecToSpatial
 
-__all__ = ["DOMAINS", "MODELS", "ModelConfig", "ZooModel", "build", "create", "twin_config"]
+__all__ = ["BLOCKS", "DOMAINS", "MODELS", "ModelConfig", "ZooModel", "build", "create", "twin_config"]
+
+BLOCKS = ("paper", "hybrid")
+"""Spectral blocks: the paper's per-coefficient block and the hybrid one of DESIGN §2b."""
+DEFAULT_BLOCK = "paper"
 
 
 @dataclass(frozen=True)
@@ -38,11 +48,15 @@ class ModelConfig:
     input_size: int = 32
     width: float = 1.0
     beta: float = 1.0
+    # "tanh"/"none" for the paper block; the hybrid block always uses "relu" (its default "tanh" is
+    # replaced by "relu" so that the stored config says what runs).
     activation: str = "tanh"
     norm: bool = True
-    # Spectral pools never shrink a map below this size (the twin still halves). SpecNet processes
-    # every frequency independently (the product, threshold and tanh are per coefficient), so the head
-    # can only see the input frequencies that survive pooling; see docs/models.md.
+    block: str = DEFAULT_BLOCK
+    # Paper block only: spectral pools never shrink a map below this size (the twin still halves). The
+    # paper block processes every frequency independently (the product, threshold and tanh are per
+    # coefficient), so the head can only see the input frequencies that survive pooling; see
+    # docs/models.md. The hybrid block mixes frequencies in its ReLU and pools like the twin.
     min_spectral_size: int = 8
     depth: int = 40  # densenet only
     growth: int = 12  # densenet only
@@ -54,6 +68,16 @@ class ModelConfig:
             raise ValueError(f"unknown domain {self.domain!r}; expected one of {DOMAINS}")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.block not in BLOCKS:
+            raise ValueError(f"unknown block {self.block!r}; expected one of {BLOCKS}")
+        if self.block == "hybrid":
+            if self.activation == "tanh":
+                object.__setattr__(self, "activation", "relu")
+            elif self.activation != "relu":
+                raise ValueError(f"activation {self.activation!r} belongs to the paper block; the hybrid block uses 'relu'")
+        elif self.activation not in ("tanh", "none"):
+            raise ValueError(f"activation {self.activation!r} is not a paper-block activation ('tanh', 'none'); "
+                             "use block='hybrid' for 'relu'")
         if self.num_classes < 2 or self.in_channels < 1 or self.input_size < 4 or self.width <= 0:
             raise ValueError(f"invalid model config {self}")
         if self.model == "densenet" and (self.depth - 4) % 6 != 0:
@@ -68,7 +92,8 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
+        # Configs written before the hybrid block existed describe paper models, whatever the default.
+        return cls(**{"block": "paper", **d})
 
 
 class Builder:
@@ -77,6 +102,8 @@ class Builder:
     def __init__(self, cfg: ModelConfig) -> None:
         self.cfg = cfg
         self.spectral = cfg.domain == "spectral"
+        self.hybrid = self.spectral and cfg.block == "hybrid"
+        self.last_conv: SpecConv2d | None = None  # the hybrid builder fuses the next pool into it
         self.channels = cfg.in_channels
         self.size = cfg.input_size  # spatial size for the twin, spectral size once in the spectral domain
         self.first = True
@@ -92,7 +119,9 @@ class Builder:
             layer: nn.Module = SpecConv2d(
                 self.channels, out_channels, k, in_domain=in_domain, Hs=Hs, Ws=Hs,
                 beta=cfg.beta, activation=cfg.activation, norm=cfg.norm,
+                bias=not (self.hybrid and cfg.norm),  # BatchNorm's shift is the bias, as in the twin
             )
+            self.last_conv = layer if self.hybrid else None
             self.size = Hs
         else:
             layer = nn.Sequential(
@@ -104,7 +133,15 @@ class Builder:
         self.channels = out_channels
         return layer
 
-    def pool(self) -> nn.Module:
+    def pool(self) -> nn.Module | None:
+        """A pooling stage; None for a hybrid model, whose previous conv pools (``pool="max2"``)."""
+        if self.hybrid:
+            if self.last_conv is None:
+                raise ValueError(f"{self.cfg.model}: a hybrid pool must follow a conv")
+            self.last_conv.fuse_pool("max2")
+            self.size = self.last_conv.out_Hs
+            self.last_conv = None
+            return None
         if self.spectral:
             out = min(self.size, max((self.size + 1) // 2, self.cfg.min_spectral_size))
             layer: nn.Module = SpecPool2d(self.size, self.size, out, out)
@@ -125,10 +162,12 @@ class DenseLayer(nn.Module):
     def __init__(self, b: Builder, growth: int) -> None:
         super().__init__()
         c_in = b.channels
+        b.last_conv = None  # a pool never fuses into a layer whose output is concatenated
         self.bottleneck = b.conv(4 * growth, 1)
         self.conv = b.conv(growth, 3)
         self.concat = SpecConcat() if b.spectral else None
         b.channels = c_in + growth
+        b.last_conv = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(self.bottleneck(x))
@@ -149,7 +188,7 @@ class ZooModel(nn.Module):
         return self.head(self.to_spatial(self.features(x)))
 
 
-def _lenet5(b: Builder, n: int) -> tuple[list[nn.Module], nn.Sequential]:
+def _lenet5(b: Builder, n: int) -> tuple[list[nn.Module | None], nn.Sequential]:
     layers = [b.conv(b.ch(6), 5), b.pool(), b.conv(b.ch(16), 5), b.pool()]
     feat = b.channels * b.size * b.size
     head = nn.Sequential(
@@ -159,7 +198,7 @@ def _lenet5(b: Builder, n: int) -> tuple[list[nn.Module], nn.Sequential]:
     return layers, head
 
 
-def _alexnet(b: Builder, n: int) -> tuple[list[nn.Module], nn.Sequential]:
+def _alexnet(b: Builder, n: int) -> tuple[list[nn.Module | None], nn.Sequential]:
     layers = [
         b.conv(b.ch(64), 5), b.pool(), b.conv(b.ch(192), 5), b.pool(),
         b.conv(b.ch(384), 3), b.conv(b.ch(256), 3), b.conv(b.ch(256), 3), b.pool(),
@@ -172,16 +211,16 @@ def _alexnet(b: Builder, n: int) -> tuple[list[nn.Module], nn.Sequential]:
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-def _vgg16(b: Builder, n: int) -> tuple[list[nn.Module], nn.Sequential]:
+def _vgg16(b: Builder, n: int) -> tuple[list[nn.Module | None], nn.Sequential]:
     layers = [b.pool() if v == "M" else b.conv(b.ch(v), 3) for v in VGG16_CFG]
     head = nn.Sequential(nn.Flatten(), nn.Linear(b.channels * b.size * b.size, n))
     return layers, head
 
 
-def _densenet(b: Builder, n: int) -> tuple[list[nn.Module], nn.Sequential]:
+def _densenet(b: Builder, n: int) -> tuple[list[nn.Module | None], nn.Sequential]:
     growth = b.ch(b.cfg.growth)
     per_block = (b.cfg.depth - 4) // 6
-    layers: list[nn.Module] = [b.conv(2 * growth, 3)]
+    layers: list[nn.Module | None] = [b.conv(2 * growth, 3)]
     for block in range(3):
         layers += [DenseLayer(b, growth) for _ in range(per_block)]
         if block < 2:
@@ -197,7 +236,7 @@ def build(config: ModelConfig) -> ZooModel:
     """Build the model a config describes."""
     b = Builder(config)
     layers, head = _BUILDERS[config.model](b, config.num_classes)
-    return ZooModel(config, nn.Sequential(*layers), b.leave(), head)
+    return ZooModel(config, nn.Sequential(*[m for m in layers if m is not None]), b.leave(), head)
 
 
 def create(name: str, domain: str = "spectral", **kwargs: Any) -> ZooModel:

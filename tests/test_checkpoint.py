@@ -114,3 +114,28 @@ def test_pickle_is_never_loaded(saved: tuple[zoo.ZooModel, Path], tmp_path: Path
     with pytest.raises(CheckpointError):
         checkpoint.load(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["lenet5", "densenet"])
+def test_hybrid_round_trip_records_the_block(tmp_path: Path, name: str) -> None:
+    kw = {"depth": 10, "growth": 4} if name == "densenet" else {}
+    model = zoo.create(name, block="hybrid", width=0.5, **kw)
+    model.train()
+    model(torch.randn(4, 3, 32, 32))  # BatchNorm statistics away from their initial values
+    model.eval()
+    path = checkpoint.save(model, tmp_path / "hy")
+    assert json.loads((path / checkpoint.CONFIG).read_text())["model"]["block"] == "hybrid"
+    ck = checkpoint.load(path)
+    assert ck.config.block == "hybrid" and ck.config.activation == "relu"
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), ck.model(x))
+
+
+def test_checkpoint_without_block_loads_as_paper(saved: tuple[zoo.ZooModel, Path]) -> None:
+    model, path = saved
+    cfg_path = path / checkpoint.CONFIG
+    doc = json.loads(cfg_path.read_text())
+    del doc["model"]["block"]  # as written before blocks existed
+    cfg_path.write_text(json.dumps(doc))
+    ck = checkpoint.load(path)
+    assert ck.config.block == "paper" and ck.config == model.config

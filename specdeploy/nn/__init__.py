@@ -2,10 +2,12 @@
 
 from specdeploy.nn.layers import (
     ACTIVATIONS,
+    POOLS,
     SpecConcat,
     SpecConv2d,
     SpecPool2d,
     SpecToSpatial,
+    centred_kernel_spectrum,
     complex_tanh,
     fold_normalization,
     half_width,
@@ -13,16 +15,20 @@ from specdeploy.nn.layers import (
     kernel_spectrum,
     pool_rows,
     pool_scale,
+    pooled_size,
+    spatial_pool,
     spec_convs,
     threshold,
 )
 
 __all__ = [
     "ACTIVATIONS",
+    "POOLS",
     "SpecConcat",
     "SpecConv2d",
     "SpecPool2d",
     "SpecToSpatial",
+    "centred_kernel_spectrum",
     "complex_tanh",
     "fold_normalization",
     "half_width",
@@ -30,6 +36,8 @@ __all__ = [
     "kernel_spectrum",
     "pool_rows",
     "pool_scale",
+    "pooled_size",
+    "spatial_pool",
     "spec_convs",
     "threshold",
 ]
