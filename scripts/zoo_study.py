@@ -48,6 +48,8 @@ BETAS: dict[str, tuple[float, ...]] = {"paper": (0.5, 1.0, 1.5), "hybrid": (0.25
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
     "study": {"lr": 0.01, "momentum": 0.9},
+    "study-kd": {"lr": 0.01, "momentum": 0.9, "kd": True},
+    "study-anneal": {"lr": 0.01, "momentum": 0.9, "beta_anneal": 0.3},
     "cosine": {"lr": 0.02, "momentum": 0.9, "schedule": "cosine", "warmup": 0.05},
     "cosine-anneal": {"lr": 0.02, "momentum": 0.9, "schedule": "cosine", "warmup": 0.05, "beta_anneal": 0.3},
     "cosine-kd": {"lr": 0.02, "momentum": 0.9, "schedule": "cosine", "warmup": 0.05, "kd": True},
@@ -196,8 +198,16 @@ def main() -> None:
     ap.add_argument("--betas", default=None, help="comma list overriding the betas of every block")
     ap.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES))
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every model's step budget")
+    ap.add_argument("--steps", type=int, default=None, help="step budget for every model (instead of the plan's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (1 wastes less on a shared, oversubscribed machine)")
     ap.add_argument("--quick", action="store_true", help="20 steps per model (smoke test)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.steps is not None:
+        for name, (arch, _) in list(PLAN.items()):
+            PLAN[name] = (arch, args.steps)
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     if args.betas:
