@@ -102,7 +102,7 @@ def model_config(run: Run) -> zoo.ModelConfig:
                            **run.arch)
 
 
-def train_run(run: Run, out: Path) -> dict[str, Any]:
+def train_run(run: Run, out: Path, device: str = "cpu") -> dict[str, Any]:
     """Train a run (its twin first when it distils) unless cached; returns the run's record."""
     runs_dir = out / "runs"
     record_path = runs_dir / f"{run.tag}.json"
@@ -111,7 +111,7 @@ def train_run(run: Run, out: Path) -> dict[str, Any]:
     teacher_dir = None
     if RECIPES[run.recipe].get("kd"):
         teacher_dir = runs_dir / run.twin().tag
-        train_run(run.twin(), out)
+        train_run(run.twin(), out, device)
     config = model_config(run)
     cfg = train_config(run)
     if teacher_dir is not None:
@@ -119,24 +119,87 @@ def train_run(run: Run, out: Path) -> dict[str, Any]:
     train_loader, test_loader, meta = loaders_for(config, DATA, None, cfg, None, TEST_SAMPLES)
     torch.manual_seed(0)
     model = zoo.build(config)
-    teacher = load_teacher(str(teacher_dir), config) if teacher_dir is not None else None
+    teacher = load_teacher(str(teacher_dir), config, device) if teacher_dir is not None else None
     t0 = time.time()
-    history = train(model, train_loader, None, cfg, log=lambda s: None, teacher=teacher)
+    history = train(model, train_loader, None, cfg, device, log=lambda s: None, teacher=teacher)
     seconds = time.time() - t0
-    ev = evaluate(model, test_loader)
+    ev = evaluate(model, test_loader, device)
+    model.cpu()
     checkpoint.save(model, runs_dir / run.tag, data=meta, classes=meta["classes"], training=cfg.to_dict(),
                     history=history, metrics={"test_accuracy": ev["accuracy"], "kept": ev["kept"]})
     record = {
         **dataclasses.asdict(run), "tag": run.tag, "batch": BATCH, "train_seconds": round(seconds, 1),
         "test_accuracy": ev["accuracy"], "test_samples": ev["samples"], "torch_kept_per_layer": ev["kept"],
         "training": cfg.to_dict(), "date": datetime.date.today().isoformat(), "machine": platform.platform(),
-        "note": "train_seconds measured while other jobs shared the 2 cores",
+        "device": device_name(device),
     }
+    if device == "cpu":
+        record["note"] = "train_seconds measured while other jobs shared the 2 cores"
     record_path.write_text(json.dumps(record, indent=2))
     kept = ev["kept"]
     kept_s = f"  kept {min(kept.values()):.3f}-{max(kept.values()):.3f}" if kept else ""
     print(f"{run.tag:52s} acc {ev['accuracy']:.4f}{kept_s}  {run.steps} steps in {seconds:.0f}s", flush=True)
     return record
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu"
+
+
+# --gpu-full: full-width models on one GPU, both blocks and the twin, in one call of at most 9 minutes.
+GPU_PLAN: dict[str, dict[str, Any]] = {"vgg16": {}, "densenet": {"depth": 40, "growth": 12}}
+GPU_VARIANTS: tuple[tuple[str, str, float | None], ...] = (
+    ("spatial", "-", None), ("spectral", "hybrid", 0.5), ("spectral", "hybrid", 1.0), ("spectral", "paper", 0.5),
+)
+GPU_BATCH = 128
+GPU_RECIPE = "study"
+
+
+def gpu_full(out: Path, budget_s: float, recipe: str, device: str = "cuda") -> list[dict[str, Any]]:
+    """Train every GPU_PLAN model x GPU_VARIANTS with one step budget per model, sized from measured step times
+    so that training, evaluation and export fit ``budget_s`` seconds; runs that would not fit are skipped
+    and listed (never silently cut short)."""
+    global BATCH, TEST_SAMPLES
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--gpu-full needs a CUDA GPU (torch.cuda.is_available() is False)")
+    BATCH, TEST_SAMPLES = GPU_BATCH, 10000
+    torch.backends.cudnn.benchmark = True
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    t_start = time.time()
+    records: list[dict[str, Any]] = []
+    per_model = 0.8 * budget_s / len(GPU_PLAN)  # 20% left for loading, evaluation and export
+    for i, (name, arch) in enumerate(GPU_PLAN.items()):
+        runs = [Run(name, d, b, beta, arch, 0, recipe if d == "spectral" else twin_recipe(recipe))
+                for d, b, beta in GPU_VARIANTS]
+        step_s = []
+        for run in runs:  # seconds per step: time 4 and 12 steps, so warm-up and autotuning cancel out
+            times = []
+            for n in (4, 12):
+                probe = dataclasses.replace(run, steps=n)
+                config = model_config(probe)
+                cfg = dataclasses.replace(train_config(probe), teacher=None)
+                loader, _, _ = loaders_for(config, DATA, None, cfg, None, 256)
+                model = zoo.build(config)
+                sync()
+                t0 = time.time()
+                train(model, loader, None, cfg, device, log=lambda s: None)
+                sync()
+                times.append(time.time() - t0)
+            step_s.append(max((times[1] - times[0]) / 8, 1e-4))
+        left = budget_s - (time.time() - t_start)
+        share = min(per_model, left / (len(GPU_PLAN) - i) * 0.8)
+        steps = int(min(3000, share / sum(step_s)))
+        print(f"{name}: seconds per step {', '.join(f'{t:.3f}' for t in step_s)} -> {steps} steps each", flush=True)
+        if steps < 20:
+            records.append({"model": name, "skipped": f"only {left:.0f} s left of the budget"})
+            continue
+        for run in runs:
+            records.append(train_run(dataclasses.replace(run, steps=steps), out, device))
+    return records
 
 
 def study_runs(models: list[str], blocks: list[str], recipe: str, steps_scale: float) -> list[Run]:
@@ -189,6 +252,129 @@ def recipe_table(out: Path, records: list[dict[str, Any]]) -> None:
     print("\n".join(lines))
 
 
+def export_run(record: dict[str, Any], out: Path, batches: tuple[int, ...]) -> dict[str, Any]:
+    """Export a trained run (fp16 values, capacities from 256 training images) and plan it; cached in its JSON."""
+    from specdeploy import memory
+    from specdeploy.export import calibration_images, export_model
+
+    if "planned_peak_bytes" in record and all(str(b) in record["planned_peak_bytes"] for b in batches):
+        return record
+    runs_dir = out / "runs"
+    tag = record["tag"]
+    ck = checkpoint.load(runs_dir / tag)
+    calib = calibration_images(ck.config, DATA, 256) if ck.config.domain == "spectral" else None
+    onnx_path = runs_dir / f"{tag}.onnx"
+    res = export_model(ck.model, onnx_path, value_dtype="fp16", calib_images=calib, batch=None, max_batch=32,
+                       metadata={"specdeploy.data": {"name": DATA}})
+    record["onnx"] = str(onnx_path)
+    record["mean_kept_fraction_per_op"] = {n: s["mean"] / s["dense"] for n, s in res.calibration.items()}
+    record["planned_peak_bytes"], record["planned_peak_node"], record["planned_live_peak_bytes"] = {}, {}, {}
+    for b in batches:
+        plan = memory.plan(str(onnx_path), batch=b, activation_dtype="fp16")
+        record["planned_peak_bytes"][str(b)] = plan.peak_bytes
+        record["planned_peak_node"][str(b)] = plan.peak_node
+        record["planned_live_peak_bytes"][str(b)] = plan.live_peak_bytes
+    (runs_dir / f"{tag}.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def table_rows(records: list[dict[str, Any]], batches: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One row per spectral run with its twin (same model, arch, steps and optimizer recipe)."""
+    by_tag = {r["tag"]: r for r in records}
+    rows = []
+    for r in records:
+        if r["domain"] != "spectral":
+            continue
+        run = Run(**{k: r[k] for k in ("model", "domain", "block", "beta", "arch", "steps", "recipe")})
+        t = by_tag.get(run.twin().tag)
+        if t is None:
+            continue
+        kept = r["mean_kept_fraction_per_op"]
+        conv_kept = [v for k, v in r["torch_kept_per_layer"].items()]
+        rows.append({
+            "model": r["model"], "arch": r["arch"], "block": r["block"], "beta": r["beta"], "steps": r["steps"],
+            "recipe": r["recipe"], "spec_accuracy": r["test_accuracy"], "twin_accuracy": t["test_accuracy"],
+            "accuracy_gap": t["test_accuracy"] - r["test_accuracy"],
+            "mean_kept_fraction": sum(kept.values()) / max(len(kept), 1),
+            "conv_kept_min": min(conv_kept), "conv_kept_max": max(conv_kept),
+            **{f"ratio_planned_peak_b{b}": r["planned_peak_bytes"][str(b)] / t["planned_peak_bytes"][str(b)]
+               for b in batches},
+            **{f"ratio_live_peak_b{b}": r["planned_live_peak_bytes"][str(b)] / t["planned_live_peak_bytes"][str(b)]
+               for b in batches},
+            **{f"spec_peak_b{b}": r["planned_peak_bytes"][str(b)] for b in batches},
+            **{f"twin_peak_b{b}": t["planned_peak_bytes"][str(b)] for b in batches},
+            "spec_peak_node_b1": r["planned_peak_node"]["1"], "twin_peak_node_b1": t["planned_peak_node"]["1"],
+        })
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | arch | block | beta | steps | recipe | acc spec | acc twin | conv kept (min-max) | "
+             "mean kept | peak spec/twin b1 | b8 | maps only b1 | b8 | spec peak node |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        arch = ", ".join(f"{k}={v}" for k, v in row["arch"].items()) or "full"
+        lines.append(
+            f"| {row['model']} | {arch} | {row['block']} | {row['beta']} | {row['steps']} | {row['recipe']} | "
+            f"{row['spec_accuracy']:.4f} | {row['twin_accuracy']:.4f} | "
+            f"{row['conv_kept_min']:.3f}-{row['conv_kept_max']:.3f} | {row['mean_kept_fraction']:.3f} | "
+            f"{row['ratio_planned_peak_b1']:.3f} ({row['spec_peak_b1']} / {row['twin_peak_b1']} B) | "
+            f"{row['ratio_planned_peak_b8']:.3f} | {row['ratio_live_peak_b1']:.3f} | {row['ratio_live_peak_b8']:.3f} | "
+            f"{row['spec_peak_node_b1']} |")
+    return "\n".join(lines) + "\n"
+
+
+def pareto_plots(out: Path, rows: list[dict[str, Any]], batches: tuple[int, ...]) -> list[Path]:
+    """Accuracy below the twin vs planned peak ratio, one panel per model, one plot per batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    models = sorted({r["model"] for r in rows}, key=list(PLAN).index)
+    for b in batches:
+        fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.6), squeeze=False)
+        for ax, name in zip(axes[0], models):
+            for block, marker in (("paper", "o"), ("hybrid", "s")):
+                pts = sorted((r[f"ratio_planned_peak_b{b}"], 100 * r["accuracy_gap"], r["beta"], r["recipe"])
+                             for r in rows if r["model"] == name and r["block"] == block)
+                if not pts:
+                    continue
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, linestyle="-", label=block)
+                for x, y, beta, recipe in pts:
+                    ax.annotate(f"{beta}" + ("" if recipe == DEFAULT_RECIPE else f" {recipe}"), (x, y),
+                                fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+            ax.axvline(0.30, color="grey", linewidth=0.8, linestyle=":")
+            ax.set_title(name)
+            ax.set_xlabel(f"planned peak spec/twin, batch {b} (fp16)")
+            ax.set_ylabel("twin accuracy - spec accuracy (points)")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"pareto-b{b}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def summarize(out: Path, records: list[dict[str, Any]], batches: tuple[int, ...] = (1, 8),
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export + plan every run, then study.json, study.md and the Pareto plots under ``out``."""
+    records = [export_run(r, out, batches) for r in records]
+    rows = table_rows(records, batches)
+    doc = {"machine": platform.platform(), "data": DATA, "value_dtype": "fp16", "twin_activation_dtype": "fp16",
+           "batches": list(batches), "test_samples": TEST_SAMPLES, "batch": BATCH, "recipes": RECIPES,
+           "runs": records, "table": rows, **(extra or {})}
+    (out / "study.json").write_text(json.dumps(doc, indent=2))
+    table = markdown_table(rows)
+    (out / "study.md").write_text(table)
+    pareto_plots(out, rows, batches)
+    print(table)
+    return doc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="results/study")
@@ -202,6 +388,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (1 wastes less on a shared, oversubscribed machine)")
     ap.add_argument("--quick", action="store_true", help="20 steps per model (smoke test)")
+    ap.add_argument("--gpu-full", action="store_true",
+                    help="full-width VGG16 and DenseNet-BC-40, twin + hybrid 0.5/1.0 + paper 0.5, on one GPU")
+    ap.add_argument("--gpu-budget", type=float, default=360.0,
+                    help="seconds for --gpu-full's training (export and planning come after; keep the whole "
+                         "call under 9 minutes)")
+    ap.add_argument("--all-cached", action="store_true",
+                    help="summarize every cached run under <out>/runs, not only this invocation's")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -214,6 +407,14 @@ def main() -> None:
         betas = tuple(float(b) for b in args.betas.split(","))
         for block in BETAS:
             BETAS[block] = betas
+    if args.gpu_full:
+        t_start = time.time()
+        records = gpu_full(out, args.gpu_budget, args.recipe if args.recipe != DEFAULT_RECIPE else GPU_RECIPE)
+        trained = [r for r in records if "skipped" not in r]
+        summarize(out, trained, extra={"gpu": device_name("cuda"), "gpu_budget_s": args.gpu_budget,
+                                       "seconds_total": round(time.time() - t_start, 1),
+                                       "skipped": [r for r in records if "skipped" in r]})
+        return
     if args.stage == "recipes":
         recipe_table(out, [train_run(r, out) for r in recipe_runs()])
         return
@@ -223,7 +424,10 @@ def main() -> None:
     if args.stage == "train":
         print(f"trained {len(records)} runs under {out / 'runs'}")
         return
-    raise SystemExit("export and planning of the hybrid block arrive with the op set's 'relu' support")
+    if args.all_cached:  # every run trained so far under <out>/runs, whatever invocation trained it
+        records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    summarize(out, records)
+    print(f"wrote {out / 'study.json'}, {out / 'study.md'} and the Pareto plots")
 
 
 if __name__ == "__main__":
