@@ -1,7 +1,7 @@
 """Backend "native-host": the graph executor of the cuda backend on the host build of the kernels.
 
 Why this runs in CI: ``specdeploy.runtime.native_backend`` is one executor for backends "cuda"
-(libspecdeploy_kernels.so, torch CUDA tensors) and "native-host" (libspecdeploy_host.so, torch CPU
+(libspecdeploy_kernels.so, torch CUDA tensors) and "native-host" (libspecdeploy_host.so, numpy
 tensors). The host library has the same C ABI, validation, workspace arithmetic and op pipeline, so
 real exported models (LeNet-5, VGG16 at width 0.125, DenseNet depth 10 growth 4, spectral and twin)
 run end to end through the C++ op code and every line of the executor here; only the CUDA kernels and
@@ -406,7 +406,9 @@ def test_memory_scales_with_batch(models: dict, test_images: dict) -> None:
 
 def test_backend_registered_and_cuda_hook() -> None:
     assert "native-host" in runtime.BACKENDS and "cuda" in runtime.BACKENDS
-    assert callable(native.runtime_session)
+    from specdeploy.native import cuda, host
+
+    assert callable(cuda.runtime_session) and callable(host.runtime_session)
 
 
 def test_missing_library_says_how_to_build(models: dict, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from specdeploy import packed
-from specdeploy.ops import _base as b
+from specdeploy.ops import _base as base
 from specdeploy.ops._base import NativeCall, OpAttributeError, OpDef, SchemaParam
 
 NAME = "SpecConcat"
@@ -28,12 +28,12 @@ def check(
     if not 1 <= n_inputs <= MAX_CONCAT_INPUTS:
         raise OpAttributeError(f"{node}: has {n_inputs} inputs, allowed 1..{MAX_CONCAT_INPUTS}")
     if len(C) != n_inputs:
-        raise b.fail(node, "C", C, f"must list one channel count per input ({n_inputs})")
+        raise base.fail(node, "C", C, f"must list one channel count per input ({n_inputs})")
     for c in C:
-        b.int_at_least(node, "C", c, 1)
-    F = b.size(node, sum(C), Hs, Ws)
-    b.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
-    b.capacity(node, capacity, sum(C), F)
+        base.int_at_least(node, "C", c, 1)
+    F = base.size(node, sum(C), Hs, Ws)
+    base.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
+    base.capacity(node, capacity, sum(C), F)
 
 
 def _check_attrs(node: Any, weights: dict[str, Any], label: str) -> None:
@@ -58,7 +58,7 @@ def _output(a: dict[str, Any], weight_shapes: Sequence[Any]) -> tuple[tuple[int,
 
 def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
     """sd_spec_concat_workspace_size: the overflow pipeline only."""
-    return b.pipeline_workspace(batch) + b.WS_ALIGN
+    return base.pipeline_workspace(batch) + base.WS_ALIGN
 
 
 def reference(
@@ -66,14 +66,14 @@ def reference(
 ) -> np.ndarray:
     """SpecConcat: channels of the inputs in input order; kept-ness and overflow flags inherited."""
     check(n_inputs=len(xs), C=C, Hs=Hs, Ws=Ws, capacity=capacity, value_dtype=value_dtype)
-    decs = [b.decode(x, c, Hs, Ws, value_dtype, f"SpecConcat input {i}") for i, (x, c) in enumerate(zip(xs, C))]
+    decs = [base.decode(x, c, Hs, Ws, value_dtype, f"SpecConcat input {i}") for i, (x, c) in enumerate(zip(xs, C))]
     batches = {d.values.shape[0] for d in decs}
     if len(batches) != 1:
         raise ValueError(f"SpecConcat: inputs have different batch sizes {sorted(batches)}")
     vals = np.concatenate([d.values for d in decs], axis=1)
     keep = np.concatenate([d.keep for d in decs], axis=1)
     upstream = np.logical_or.reduce([d.overflowed for d in decs])
-    return b.inherit(vals, keep, capacity, value_dtype, upstream)
+    return base.inherit(vals, keep, capacity, value_dtype, upstream)
 
 
 def _reference(inputs: list[Any], attrs: dict[str, Any]) -> np.ndarray:

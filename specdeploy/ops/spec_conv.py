@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from specdeploy import packed
-from specdeploy.ops import _base as b
+from specdeploy.ops import _base as base
 from specdeploy.ops._base import NativeCall, OpAttributeError, OpDef, SchemaParam
 
 NAME = "SpecConv"
@@ -39,14 +39,14 @@ def check(
     node: str = NAME,
 ) -> int:
     """Validate a SpecConv node and its input shapes; returns the number of output channels O."""
-    in_domain = b.choice(node, "in_domain", in_domain, IN_DOMAINS)
-    F = b.size(node, C, Hs, Ws)
-    k = b.int_at_least(node, "k", k, 1)
+    in_domain = base.choice(node, "in_domain", in_domain, IN_DOMAINS)
+    F = base.size(node, C, Hs, Ws)
+    k = base.int_at_least(node, "k", k, 1)
     if k > min(Hs, Ws):
-        raise b.fail(node, "k", k, f"must be <= min(Hs, Ws) = {min(Hs, Ws)}")
-    b.finite_at_least_zero(node, "beta", beta)
-    b.choice(node, "activation", activation, ACTIVATIONS)
-    b.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
+        raise base.fail(node, "k", k, f"must be <= min(Hs, Ws) = {min(Hs, Ws)}")
+    base.finite_at_least_zero(node, "beta", beta)
+    base.choice(node, "activation", activation, ACTIVATIONS)
+    base.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
     if len(w_shape) != 4 or tuple(w_shape[1:]) != (C, k, k):
         raise OpAttributeError(f"{node}: weight W has shape {tuple(w_shape)}, expected [O, C={C}, k={k}, k={k}]")
     O = int(w_shape[0])
@@ -54,7 +54,7 @@ def check(
         raise OpAttributeError(f"{node}: weight W has no output channels")
     if b_shape is not None and tuple(b_shape) != (O,):
         raise OpAttributeError(f"{node}: bias B has shape {tuple(b_shape)}, expected [{O}]")
-    b.capacity(node, capacity, O, F)
+    base.capacity(node, capacity, O, F)
     if in_domain == "spatial":
         if len(x_shape) != 4 or x_shape[1] != C or (x_shape[2] + k - 1, x_shape[3] + k - 1) != (Hs, Ws):
             raise OpAttributeError(
@@ -126,14 +126,14 @@ def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
     """sd_spec_conv_workspace_size: pipeline + twiddles, plus the dense input spectrum of a spatial
     input that is not streamed (``B * C * F * 8`` bytes, the only dense spectral buffer allowed)."""
     Hs, Ws = int(a["Hs"]), int(a["Ws"])
-    ws = b.pipeline_workspace(batch) + b.twiddle_workspace(Hs, Ws)
+    ws = base.pipeline_workspace(batch) + base.twiddle_workspace(Hs, Ws)
     if a.get("in_domain") == "spatial":
         if O is None:
             raise ValueError("declared_workspace: a spatial-input SpecConv needs out_channels (O)")
         k = int(a["k"])
         if not streams_input(int(O), Hs - k + 1, Ws - k + 1, k):
-            ws += b.align(b.COMPLEX64 * batch * int(a["C"]) * packed.num_coeffs(Hs, Ws))
-    return ws + b.WS_ALIGN
+            ws += base.align(base.COMPLEX64 * batch * int(a["C"]) * packed.num_coeffs(Hs, Ws))
+    return ws + base.WS_ALIGN
 
 
 # ------------------------------------------------------------------------------------------ reference
@@ -156,26 +156,26 @@ def kernel_spectrum(w: np.ndarray, Hs: int, Ws: int) -> np.ndarray:
 
 
 def reference(
-    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int, k: int,
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int, k: int,
     beta: float, activation: str, capacity: int, value_dtype: str,
 ) -> np.ndarray:
     """SpecConv: packed [B, S_out] from a spatial [B, C, H, W] or packed [B, S_in] input."""
     w = np.asarray(w, dtype=np.float32)
     O = check(
-        x_shape=np.shape(x), w_shape=w.shape, b_shape=None if bias is None else np.shape(bias), in_domain=in_domain,
+        x_shape=np.shape(x), w_shape=w.shape, b_shape=None if b is None else np.shape(b), in_domain=in_domain,
         C=C, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity, value_dtype=value_dtype,
     )
     upstream = None
     if in_domain == "spatial":
         X = spatial_spectrum(x, Hs, Ws)
     else:
-        dec = b.decode(x, C, Hs, Ws, value_dtype, "SpecConv input X")
+        dec = base.decode(x, C, Hs, Ws, value_dtype, "SpecConv input X")
         X = dec.values.astype(np.complex128).reshape(-1, C, Hs, Ws // 2 + 1)
         upstream = dec.overflowed
     K = kernel_spectrum(w, Hs, Ws)
     Y = np.einsum("bcpq,ocpq->bopq", X, K)
-    if bias is not None:
-        Y[:, :, 0, 0] += np.asarray(bias, dtype=np.float64) * math.sqrt(Hs * Ws)
+    if b is not None:
+        Y[:, :, 0, 0] += np.asarray(b, dtype=np.float64) * math.sqrt(Hs * Ws)
     Y = Y.astype(np.complex64).reshape(Y.shape[0], O, -1)
     return packed.pack(Y, _activate(Y, activation), beta, capacity, value_dtype, upstream_overflowed=upstream)
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from specdeploy import packed
-from specdeploy.ops import _base as b
+from specdeploy.ops import _base as base
 from specdeploy.ops._base import NativeCall, OpDef, SchemaParam
 
 NAME = "SpecPool"
@@ -24,13 +24,13 @@ def check(
     *, C: int, Hs: int, Ws: int, out_Hs: int, out_Ws: int, capacity: int, value_dtype: str, node: str = NAME
 ) -> None:
     """Validate a SpecPool node."""
-    b.size(node, C, Hs, Ws)
-    if not 1 <= b.int_at_least(node, "out_Hs", out_Hs, 1) <= Hs:
-        raise b.fail(node, "out_Hs", out_Hs, f"must be in 1..Hs={Hs}")
-    if not 1 <= b.int_at_least(node, "out_Ws", out_Ws, 1) <= Ws:
-        raise b.fail(node, "out_Ws", out_Ws, f"must be in 1..Ws={Ws}")
-    b.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
-    b.capacity(node, capacity, C, packed.num_coeffs(out_Hs, out_Ws))
+    base.size(node, C, Hs, Ws)
+    if not 1 <= base.int_at_least(node, "out_Hs", out_Hs, 1) <= Hs:
+        raise base.fail(node, "out_Hs", out_Hs, f"must be in 1..Hs={Hs}")
+    if not 1 <= base.int_at_least(node, "out_Ws", out_Ws, 1) <= Ws:
+        raise base.fail(node, "out_Ws", out_Ws, f"must be in 1..Ws={Ws}")
+    base.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
+    base.capacity(node, capacity, C, packed.num_coeffs(out_Hs, out_Ws))
 
 
 def _check_attrs(node: Any, weights: dict[str, Any], label: str) -> None:
@@ -54,7 +54,7 @@ def _output(a: dict[str, Any], weight_shapes: Sequence[Any]) -> tuple[tuple[int,
 
 def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
     """sd_spec_pool_workspace_size: the overflow pipeline only."""
-    return b.pipeline_workspace(batch) + b.WS_ALIGN
+    return base.pipeline_workspace(batch) + base.WS_ALIGN
 
 
 def reference(
@@ -62,7 +62,7 @@ def reference(
 ) -> np.ndarray:
     """SpecPool: crop to the lowest frequencies and rescale; kept-ness is inherited."""
     check(C=C, Hs=Hs, Ws=Ws, out_Hs=out_Hs, out_Ws=out_Ws, capacity=capacity, value_dtype=value_dtype)
-    dec = b.decode(x, C, Hs, Ws, value_dtype, "SpecPool input")
+    dec = base.decode(x, C, Hs, Ws, value_dtype, "SpecPool input")
     B = dec.values.shape[0]
     lo, hi = (out_Hs + 1) // 2, out_Hs // 2
     rows = list(range(lo)) + list(range(Hs - hi, Hs))
@@ -72,7 +72,7 @@ def reference(
     keep = dec.keep.reshape(B, C, Hs, -1)[:, :, rows, :cols]
     vals = vals.reshape(B, C, -1).astype(np.complex64)
     keep = keep.reshape(B, C, -1)
-    return b.inherit(vals, keep, capacity, value_dtype, dec.overflowed)
+    return base.inherit(vals, keep, capacity, value_dtype, dec.overflowed)
 
 
 def _infer_shape(ctx: Any, h: Any) -> None:

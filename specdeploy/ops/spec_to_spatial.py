@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from specdeploy import packed
-from specdeploy.ops import _base as b
+from specdeploy.ops import _base as base
 from specdeploy.ops._base import NativeCall, OpDef, SchemaParam
 
 NAME = "SpecToSpatial"
@@ -19,8 +19,8 @@ ATTRIBUTES = {"C": "INT", "Hs": "INT", "Ws": "INT", "value_dtype": "STRING"}
 
 def check(*, C: int, Hs: int, Ws: int, value_dtype: str, node: str = NAME) -> None:
     """Validate a SpecToSpatial node."""
-    b.size(node, C, Hs, Ws)
-    b.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
+    base.size(node, C, Hs, Ws)
+    base.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
 
 
 def _check_attrs(node: Any, weights: dict[str, Any], label: str) -> None:
@@ -39,13 +39,13 @@ def _output(a: dict[str, Any], weight_shapes: Sequence[Any]) -> tuple[tuple[int,
 
 def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
     """sd_spec_to_spatial_workspace_size: the twiddle tables (no packed output, no pipeline)."""
-    return b.twiddle_workspace(int(a["Hs"]), int(a["Ws"])) + b.WS_ALIGN
+    return base.twiddle_workspace(int(a["Hs"]), int(a["Ws"])) + base.WS_ALIGN
 
 
 def reference(x: np.ndarray, *, C: int, Hs: int, Ws: int, value_dtype: str) -> np.ndarray:
     """SpecToSpatial: float32 [B, C, Hs, Ws] = irfft2(Z, s=(Hs, Ws), norm="ortho")."""
     check(C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype)
-    dec = b.decode(x, C, Hs, Ws, value_dtype, "SpecToSpatial input")
+    dec = base.decode(x, C, Hs, Ws, value_dtype, "SpecToSpatial input")
     Z = dec.values.astype(np.complex128).reshape(-1, C, Hs, Ws // 2 + 1)
     return np.fft.irfft2(Z, s=(Hs, Ws), norm="ortho").astype(np.float32)
 
