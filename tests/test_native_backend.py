@@ -1,8 +1,8 @@
 """Backend "native-host": the graph executor of the cuda backend on the host build of the kernels.
 
-Why this runs in CI: ``specdeploy.runtime.native_backend`` is one executor for backends "cuda"
+Why this runs in CI: ``specdeploy.native.executor`` is one executor for backends "cuda"
 (libspecdeploy_kernels.so, torch CUDA tensors) and "native-host" (libspecdeploy_host.so, numpy
-tensors). The host library has the same C ABI, validation, workspace arithmetic and op pipeline, so
+arrays). The host library has the same C ABI, validation, workspace arithmetic and op pipeline, so
 real exported models (LeNet-5, VGG16 at width 0.125, DenseNet depth 10 growth 4, spectral and twin)
 run end to end through the C++ op code and every line of the executor here; only the CUDA kernels and
 the allocator figures are left to tests/test_native_backend_gpu.py.

@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from specdeploy import __version__, ops, packed, zoo
+from specdeploy.metadata import META_MAX_BATCH, META_MODEL, META_VALUE_DTYPE
 from specdeploy.ops import spec_concat, spec_conv, spec_pool, spec_to_spatial
 from specdeploy.nn import SpecConcat, SpecConv2d, SpecPool2d, SpecToSpatial, fold_normalization
 
@@ -283,8 +284,8 @@ def build_graph(
     model_meta = cfg.to_dict()
     if beta is not None and cfg.domain == "spectral":
         model_meta["beta"] = float(beta)
-    meta = {"specdeploy.model": json.dumps(model_meta), "specdeploy.value_dtype": value_dtype, **(metadata or {})}
+    meta = {META_MODEL: json.dumps(model_meta), META_VALUE_DTYPE: value_dtype, **(metadata or {})}
     if batch is None:
-        meta["specdeploy.max_batch"] = str(int(max_batch))  # type: ignore[arg-type]
+        meta[META_MAX_BATCH] = str(int(max_batch))  # type: ignore[arg-type]
     helper.set_model_props(onnx_model, meta)
     return onnx_model

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from specdeploy import ops, packed
+from specdeploy.metadata import META_CALIBRATION, META_DATA, META_MAX_BATCH, META_MODEL, META_VALUE_DTYPE
 from specdeploy.runtime.errors import InputError, ModelError
 
 try:  # onnx is an optional dependency of the package (extra "ort"); say so clearly when absent
@@ -48,11 +49,6 @@ __all__ = [
     "dense_coeffs",
 ]
 
-META_MODEL = "specdeploy.model"
-META_VALUE_DTYPE = "specdeploy.value_dtype"
-META_CALIBRATION = "specdeploy.calibration"
-META_DATA = "specdeploy.data"
-META_MAX_BATCH = "specdeploy.max_batch"
 _JSON_META = {META_MODEL: "model", META_CALIBRATION: "calibration", META_DATA: "data"}
 
 #: ops whose output is a packed [B, S] int32 tensor (SpecToSpatial's is a float map)

@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from specdeploy import ops, packed
+from specdeploy.metadata import META_CALIBRATION, META_DATA, META_MAX_BATCH, META_MODEL, META_VALUE_DTYPE
 
 __all__ = ["toy_spectral", "toy_spatial", "IR_VERSION", "ONNX_OPSET"]
 
@@ -34,14 +35,14 @@ def _batch_dim(batch: int | None) -> int | str:
 def _meta(model: onnx.ModelProto, config: dict[str, Any], value_dtype: str, max_batch: int | None,
           data: str, calibration: dict[str, Any] | None) -> None:
     meta = {
-        "specdeploy.model": json.dumps(config),
-        "specdeploy.value_dtype": value_dtype,
-        "specdeploy.data": json.dumps({"name": data}),
+        META_MODEL: json.dumps(config),
+        META_VALUE_DTYPE: value_dtype,
+        META_DATA: json.dumps({"name": data}),
     }
     if calibration is not None:
-        meta["specdeploy.calibration"] = json.dumps(calibration)
+        meta[META_CALIBRATION] = json.dumps(calibration)
     if max_batch is not None:
-        meta["specdeploy.max_batch"] = str(max_batch)
+        meta[META_MAX_BATCH] = str(max_batch)
     helper.set_model_props(model, meta)
 
 

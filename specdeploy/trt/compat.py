@@ -30,6 +30,9 @@ from typing import Any, Iterable
 
 from specdeploy import ops
 
+#: environment variable naming libspecdeploy_trt.so (CLI `build` default, backend "tensorrt")
+PLUGINS_ENV = "SPECDEPLOY_TRT_PLUGINS"
+
 TRT_MISSING_MESSAGE = "TensorRT Python package not found: install specdeploy[trt] on a machine with TensorRT"
 
 #: plugin name -> version of the creators libspecdeploy_trt.so registers (namespace ""): one per op
