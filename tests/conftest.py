@@ -29,3 +29,19 @@ def gpu_lib_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     except native.NativeBuildError as e:
         pytest.fail(f"building the native libraries failed:\n{e}")
     return cuda, host
+
+
+@pytest.fixture(scope="session")
+def host_lib_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """libspecdeploy_host.so built from this checkout once per session (fails, never skips).
+
+    Shared by tests/test_native_backend.py and tests/test_torch_boundary.py (native-host without torch).
+    """
+    from specdeploy import native
+
+    bdir = tmp_path_factory.mktemp("native_backend_host_build")
+    try:
+        path = native.build("host", bdir)
+    except native.NativeBuildError as e:
+        pytest.fail(f"building the host library failed (g++ and cmake are required in CI):\n{e}")
+    return path

@@ -156,17 +156,6 @@ def assert_steps_follow_plan(sess: Any, plan: "memory.MemoryPlan", what: str) ->
 # fixtures
 
 
-@pytest.fixture(scope="session")
-def host_lib_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """libspecdeploy_host.so built from this checkout once per session (fails, never skips)."""
-    bdir = tmp_path_factory.mktemp("native_backend_host_build")
-    try:
-        path = native.build("host", bdir)
-    except native.NativeBuildError as e:
-        pytest.fail(f"building the host library failed (g++ and cmake are required in CI):\n{e}")
-    return path
-
-
 @pytest.fixture(autouse=True)
 def _host_lib_env(monkeypatch: pytest.MonkeyPatch, host_lib_path: Path) -> None:
     """runtime.load(..., "native-host") and the CLI find the library without options."""
