@@ -21,7 +21,8 @@ node and attribute. A batch over the declared maximum -> ``InputError``.
 The GPU backends are filled in by their owners: ``load`` imports the providing module lazily and calls
 ``runtime_session(info: ModelInfo, **opts) -> Session``; if the module, that function, or the hardware
 is missing the caller gets ``BackendUnavailableError`` saying which. ``register_backend`` adds others.
-Never imports torch (runs on a Jetson).
+No module of this package imports torch (runs on a Jetson; tests/test_torch_boundary.py). Backend
+"cuda" (``specdeploy.native.cuda``) imports torch when it is loaded; every other backend is torch-free.
 """
 
 from __future__ import annotations
