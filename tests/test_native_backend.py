@@ -292,6 +292,25 @@ def test_twin_matches_reference(models: dict, test_images: dict, name: str) -> N
     assert_logits_close(runtime.load(path, "native-host", fp16=True).run(x), want, 2e-2, f"{name} twin fp16 ops")
 
 
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_torch_device_runs_the_same_graphs(models: dict, test_images: dict, host_lib_path: Path, fp16: bool) -> None:
+    """The cuda backend's device (torch tensors, TorchKernels) on CPU tensors with the host library:
+    its code runs in CI, not only on a GPU, and agrees with the numpy device step by step."""
+    from specdeploy.native import cuda, executor
+
+    lib = native.load("host", host_lib_path)
+    for key in (("vgg16", "fp16"), ("densenet", "twin"), ("lenet5", "fp32")):
+        path = models[key]
+        x = _x(models, test_images, key[0])
+        info = runtime.read_model(path)
+        dev = cuda.TorchDevice(torch.device("cpu"), "float16" if fp16 else "float32")
+        ts = executor.NativeSession(info, lib, dev, backend="cuda")
+        nh = runtime.load(path, "native-host", library=host_lib_path, fp16=fp16)
+        assert_logits_close(ts.run(x), nh.run(x), 2e-2 if fp16 else 1e-5, f"{key} torch vs numpy device")
+        np.testing.assert_array_equal(ts.last_overflowed, nh.last_overflowed)
+        assert ts.last_steps == nh.last_steps  # the same liveness, views and in-place fusion
+
+
 def test_fp16_standard_ops_on_a_spectral_model(models: dict, test_images: dict) -> None:
     """fp16 mode: SpecToSpatial writes float16 for the head; the spectral part is unchanged."""
     path = models[("vgg16", "fp16")]

@@ -387,7 +387,7 @@ class Library:
         self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int,
         k: int, beta: float, activation: str, capacity: int, value_dtype: str, input_spectrum: str = "auto",
     ) -> np.ndarray:
-        op = "SpecConv"
+        op = spec_conv_op.NAME
         self._need_host("spec_conv")
         w = np.ascontiguousarray(w, dtype=np.float32)
         if w.ndim != 4 or w.shape[1:] != (C, k, k):
@@ -432,11 +432,11 @@ class Library:
         self, x: np.ndarray, *, C: int, Hs: int, Ws: int, out_Hs: int, out_Ws: int, capacity: int, value_dtype: str
     ) -> np.ndarray:
         self._need_host("spec_pool")
-        x = self._packed("SpecPool", x)
+        x = self._packed(spec_pool_op.NAME, x)
         p = spec_pool_op.native_params(C=C, Hs=Hs, Ws=Ws, out_Hs=out_Hs, out_Ws=out_Ws, capacity=capacity, value_dtype=value_dtype,
                         in_row_words=x.shape[1])
         S = self.out_row_words(p)
-        B = self._batch("SpecPool", x)
+        B = self._batch(spec_pool_op.NAME, x)
         y = np.empty((B, S), dtype=np.int32)
         ws = np.empty(max(1, self.spec_pool_workspace_size(p, B)), dtype=np.uint8)
         self.spec_pool_forward_ptr(p, B, x.ctypes.data, y.ctypes.data, ws.ctypes.data, ws.nbytes)
@@ -444,10 +444,10 @@ class Library:
 
     def spec_to_spatial(self, x: np.ndarray, *, C: int, Hs: int, Ws: int, value_dtype: str) -> np.ndarray:
         self._need_host("spec_to_spatial")
-        x = self._packed("SpecToSpatial", x)
+        x = self._packed(spec_to_spatial_op.NAME, x)
         p = spec_to_spatial_op.native_params(C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype, in_row_words=x.shape[1])
         self.validate(p)
-        B = self._batch("SpecToSpatial", x)
+        B = self._batch(spec_to_spatial_op.NAME, x)
         y = np.empty((B, C, Hs, Ws), dtype=np.float32)
         ws = np.empty(max(1, self.spec_to_spatial_workspace_size(p, B)), dtype=np.uint8)
         self.spec_to_spatial_forward_ptr(p, B, x.ctypes.data, y.ctypes.data, ws.ctypes.data, ws.nbytes)
@@ -456,7 +456,7 @@ class Library:
     def spec_concat(
         self, xs: Sequence[np.ndarray], *, C: Sequence[int], Hs: int, Ws: int, capacity: int, value_dtype: str
     ) -> np.ndarray:
-        op = "SpecConcat"
+        op = spec_concat_op.NAME
         self._need_host("spec_concat")
         xs = [self._packed(op, x, f"input {i}") for i, x in enumerate(xs)]
         if len(xs) == 0:
