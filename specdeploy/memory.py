@@ -42,7 +42,7 @@ from typing import Any
 
 from specdeploy import liveness, ops
 from specdeploy.liveness import FUSED_ELEMENTWISE, VIEW_OPS
-from specdeploy.ops._base import HIST_LEVELS, WS_ALIGN
+from specdeploy.ops._base import HIST_LEVELS, WS_ALIGN  # noqa: F401  (the library layout the plan ports)
 from specdeploy.ops._base import align as _align  # noqa: F401  (tests size the dense spectrum with it)
 from specdeploy.ops.spec_conv import streams_input
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -186,7 +186,6 @@ class OpDef:
     trt_version: str = "1"
     #: whether the output is a packed [B, S] int32 row (SpecToSpatial's is a float map)
     packed_output: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def check_required(self, attrs: dict[str, Any], node: str) -> None:
         """Every attribute of the op is present and none is unknown (used when reading ONNX nodes)."""
