@@ -75,7 +75,7 @@ def capacity(node: str, cap: Any, channels: int, F: int) -> int:
 # plugins/common/src/plan.cpp and threshold.h: sub-buffers aligned to WS_ALIGN plus WS_ALIGN of slack
 # for an unaligned base pointer. Ported (not called) so the planner runs from the ONNX file alone;
 # tests/test_native_host.py holds the port equal to sd_*_workspace_size, and specdeploy.native checks
-# HIST_LEVELS and WS_ALIGN against the library's sd_abi_constant at load.
+# HIST_LEVELS and WS_ALIGN against the library's sd_abi_query at load.
 
 WS_ALIGN = 256
 HIST_LEVELS = 600  # SD_NLEV: levels of the overflow grid's per-sample histogram (uint32 each)

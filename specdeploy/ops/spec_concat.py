@@ -16,7 +16,7 @@ from specdeploy.ops._base import NativeCall, OpAttributeError, OpDef, SchemaPara
 NAME = "SpecConcat"
 ATTRIBUTES = {"C": "INTS", "Hs": "INT", "Ws": "INT", "capacity": "INT", "value_dtype": "STRING"}
 #: SD_MAX_CONCAT_INPUTS of specdeploy_c.h (the params struct's array length); specdeploy.native checks
-#: it against the library's sd_abi_constant at load
+#: it against the library's sd_abi_query at load
 MAX_CONCAT_INPUTS = 64
 
 
