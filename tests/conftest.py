@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,32 @@ def gpu_lib_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     except native.NativeBuildError as e:
         pytest.fail(f"building the native libraries failed:\n{e}")
     return cuda, host
+
+
+# ------------------------------------------------------------------------------------------------
+# specdeploy.trt without TensorRT (tests/test_trt_*.py; the stand-in is tests/helpers/fake_tensorrt.py)
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `import tensorrt` fail even where TensorRT is installed."""
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+
+
+@pytest.fixture
+def fresh_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget which plugin libraries this process loaded (compat loads each once per process)."""
+    from specdeploy.trt import compat
+
+    monkeypatch.setattr(compat, "_loaded", {})
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch, fresh_loaded: None) -> types.ModuleType:
+    """The stand-in `tensorrt` module installed in sys.modules, with a host-memory Cuda at ``.cuda``."""
+    from helpers.fake_tensorrt import FakeCuda, make_fake_trt
+
+    trt = make_fake_trt()
+    trt.cuda = FakeCuda()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return trt
