@@ -7,7 +7,42 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+
+# ------------------------------------------------------------------------------------------------
+# native libraries and the native backends' test images
+
+
+@pytest.fixture(scope="session")
+def host_lib_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """libspecdeploy_host.so built from this checkout once per session (fails, never skips).
+
+    Why shared: tests/test_native_host.py and tests/test_native_backend.py need the same library,
+    and each cmake + g++ build costs minutes on 2 CPU cores.
+    """
+    from specdeploy import native
+
+    bdir = tmp_path_factory.mktemp("plugins_host_build")
+    try:
+        path = native.build("host", bdir)
+    except native.NativeBuildError as e:
+        pytest.fail(f"building the host library failed (g++ and cmake are required in CI):\n{e}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_images() -> dict[int, np.ndarray]:
+    """Eight test images per input channel count (1: LeNet-5, 3: the others), for the native backends."""
+    from helpers.native_backend import images
+    from specdeploy import zoo
+
+    out = {}
+    for c in (1, 3):
+        cfg = zoo.ModelConfig(model="lenet5" if c == 1 else "vgg16", in_channels=c)
+        out[c], _ = images(cfg, 8, split="test", seed=1)
+    return out
 
 
 @pytest.fixture(scope="session")
