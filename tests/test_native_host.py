@@ -458,6 +458,7 @@ def test_module_level_api_matches_reference_signature(host_lib, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_cpp_tests_under_sanitizers(tmp_path_factory):
     """plugins/tests/packed_test.cpp (fp16 RNE, grid levels, random access, the pipeline vs an encoder
     written from the contract, every op's host path) built with ASan + UBSan, run once."""
@@ -482,6 +483,7 @@ def _find_nvcc() -> str | None:
     )
 
 
+@pytest.mark.slow
 def test_cuda_library_compiles_for_all_archs(tmp_path_factory):
     nvcc = _find_nvcc()
     if nvcc is None:
