@@ -1,6 +1,7 @@
 """Exported models vs torch on real test images, through the reference and ONNX Runtime backends.
 
-For LeNet-5, VGG16 (width/8) and DenseNet-BC (depth 10) in both domains: a few SGD steps on real
+For LeNet-5, VGG16 (width/8) and DenseNet-BC (depth 10) in both domains, the spectral ones in both
+blocks (paper and hybrid, DESIGN §2b): a few SGD steps on real
 Fashion-MNIST (so the weights and statistics are not at their initial values), export with
 calibrated capacities, run 64 real test images. fp32 values: logits close and top-1 agreement
 >= 99.5% (here: all 64); fp16 values: agreement reported and required >= 90%. Overflowed samples
@@ -35,9 +36,9 @@ def fashion() -> dict[str, np.ndarray]:
             "x_test": data.normalize(test.images, test.name)}
 
 
-def briefly_trained(name: str, domain: str, fashion: dict[str, np.ndarray]) -> zoo.ZooModel:
+def briefly_trained(name: str, domain: str, fashion: dict[str, np.ndarray], block: str = "paper") -> zoo.ZooModel:
     torch.manual_seed(0)
-    model = zoo.create(name, domain=domain, **MODELS[name])
+    model = zoo.create(name, domain=domain, block=block, **MODELS[name])
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = torch.from_numpy(fashion["x"]), torch.from_numpy(fashion["y"])
     model.train()
@@ -50,10 +51,10 @@ def briefly_trained(name: str, domain: str, fashion: dict[str, np.ndarray]) -> z
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("domain", zoo.DOMAINS)
-def test_exported_model_matches_torch(tmp_path: Path, name: str, domain: str, fashion: dict[str, np.ndarray],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    model = briefly_trained(name, domain, fashion)
+@pytest.mark.parametrize("domain,block", [("spatial", "paper"), ("spectral", "paper"), ("spectral", "hybrid")])
+def test_exported_model_matches_torch(tmp_path: Path, name: str, domain: str, block: str,
+                                      fashion: dict[str, np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:
+    model = briefly_trained(name, domain, fashion, block)
     x = fashion["x_test"]
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
@@ -66,9 +67,12 @@ def test_exported_model_matches_torch(tmp_path: Path, name: str, domain: str, fa
             got = sess.run(x)
             overflowed = int(sess.last_overflowed.sum())
             agree = float((got.argmax(1) == want.argmax(1)).mean())
-            err = float(np.abs(got - want).max())
+            # an overflowed sample ran at a raised threshold (DESIGN §4): torch, which has no capacity,
+            # differs there by design, so logits are compared on the others (overflows are bounded below)
+            exact = ~np.asarray(sess.last_overflowed, dtype=bool).reshape(-1)
+            err = float(np.abs(got[exact] - want[exact]).max())
             with capsys.disabled():
-                print(f"\n  parity {name}/{domain}/{value_dtype}/{backend}: top-1 agreement {agree:.4f}, "
+                print(f"\n  parity {name}/{domain}/{block}/{value_dtype}/{backend}: top-1 agreement {agree:.4f}, "
                       f"max |logit diff| {err:.2e}, overflowed {overflowed}/{N_TEST}")
             if value_dtype == "fp32":
                 assert agree >= 0.995

@@ -112,17 +112,19 @@ def _emit_spec_conv(g: GraphWriter, m: SpecConv2d, x: str, path: str) -> str:
     beta = m.beta if g.beta is None else g.beta
     out = g.name("spec")
     node = path or out
-    F = packed.num_coeffs(m.Hs, m.Ws)
+    F = packed.num_coeffs(m.out_Hs, m.out_Ws)
     cap = g.capacity(node, m.out_channels, F)
     inputs = [x, g.init(f"{node}.weight", _np(m.weight))]
     if m.bias is not None:
         inputs.append(g.init(f"{node}.bias", _np(m.bias)))
+    # "pool" is an op-set addition (absent = "none"): paper-block nodes stay as older files wrote them
+    extra = {"pool": m.pool} if m.hybrid else {}
     _spec_node(
         g, spec_conv.NAME, inputs, out, node,
         in_domain=m.in_domain, C=m.in_channels, Hs=m.Hs, Ws=m.Ws, k=m.kernel_size, beta=float(beta),
-        activation=m.activation, capacity=cap, value_dtype=g.value_dtype,
+        activation=m.activation, capacity=cap, value_dtype=g.value_dtype, **extra,
     )
-    g.packed_info(out, Spectral(m.out_channels, m.Hs, m.Ws, cap))
+    g.packed_info(out, Spectral(m.out_channels, m.out_Hs, m.out_Ws, cap))
     return out
 
 

@@ -37,6 +37,11 @@ class _InferHelpers:
         return helper.get_attribute_value(a)
 
     @staticmethod
+    def has_attr(ctx: onnx.shape_inference.InferenceContext, name: str) -> bool:
+        """Whether an (optional) attribute is present on the node."""
+        return ctx.get_attribute(name) is not None
+
+    @staticmethod
     def dtype(ctx: onnx.shape_inference.InferenceContext) -> str:
         v = _InferHelpers.attr(ctx, "value_dtype")
         return v.decode() if isinstance(v, bytes) else str(v)
@@ -58,7 +63,8 @@ def _schema(op: ops.OpDef) -> OpSchema:
         return [P(p.name, p.type_str, p.doc, param_option=_OPTION[p.option],
                   **({"is_homogeneous": True} if p.option == "variadic" else {})) for p in ps]
 
-    attrs = [OpSchema.Attribute(name, _ATTR_TYPES[t], f"{op.name} attribute '{name}' (docs/ops.md)", required=True)
+    attrs = [OpSchema.Attribute(name, _ATTR_TYPES[t], f"{op.name} attribute '{name}' (docs/ops.md)",
+                                required=name not in op.defaults)
              for name, t in op.attributes.items()]
     types = [(n, list(ts), doc) for n, ts, doc in op.schema_types]
     used = {p.type_str for p in op.schema_inputs + op.schema_outputs}

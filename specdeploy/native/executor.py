@@ -45,7 +45,7 @@ from specdeploy import liveness, ops
 from specdeploy.native import abi
 from specdeploy.native.errors import NativeError
 from specdeploy.native.standard_ops import IN_PLACE, STANDARD_OPS, TABLE, BuildContext, Kernels
-from specdeploy.runtime.errors import ModelError, OpExecutionError
+from specdeploy.runtime.errors import ModelError, OpExecutionError, UnsupportedByBackendError
 from specdeploy.runtime.graph import ModelInfo, SpecNode, infer_tensors
 from specdeploy.runtime.session import Session
 
@@ -220,6 +220,10 @@ class NativeSession(Session):
                 raise ModelError(f"{self._where(name, n.op_type)}: the native backends run single-output nodes; "
                                  f"optional outputs {extra} are not supported")
             if idx in spec_by_index:
+                node = spec_by_index[idx]
+                why = ops.REGISTRY[node.op].native_unsupported(node.attrs)
+                if why is not None:
+                    raise UnsupportedByBackendError(f"{self._where(name, n.op_type)}: {why}")
                 try:
                     step = self._spec_step(ls.pos, spec_by_index[idx])
                 except NativeError as e:  # a params field the C ABI cannot take (e.g. int32 range)

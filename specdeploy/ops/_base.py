@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -186,10 +186,20 @@ class OpDef:
     trt_version: str = "1"
     #: whether the output is a packed [B, S] int32 row (SpecToSpatial's is a float map)
     packed_output: bool = True
+    #: attributes added after files were written (DESIGN §3 "additions"): name -> the value an absent
+    #: attribute means, so old files stay valid; every other attribute is required
+    defaults: dict[str, Any] = field(default_factory=dict)
+    #: why the native kernels (C ABI, cuda backend, TensorRT plugin) cannot run a node with these
+    #: attributes, naming the attribute; None when they can
+    native_unsupported: Callable[[dict[str, Any]], str | None] = lambda attrs: None
+
+    def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """``attrs`` with every absent optional attribute set to its default."""
+        return {**self.defaults, **attrs}
 
     def check_required(self, attrs: dict[str, Any], node: str) -> None:
-        """Every attribute of the op is present and none is unknown (used when reading ONNX nodes)."""
-        missing = sorted(set(self.attributes) - set(attrs))
+        """Every required attribute of the op is present and none is unknown (used when reading ONNX nodes)."""
+        missing = sorted(set(self.attributes) - set(attrs) - set(self.defaults))
         if missing:
             raise OpAttributeError(f"{node}: {self.name} lacks required attribute(s) {', '.join(missing)}")
         unknown = sorted(set(attrs) - set(self.attributes))

@@ -1,5 +1,10 @@
 """SpecConv: spectral convolution, bias on DC, threshold at beta, activation; packed output.
 
+Two blocks (DESIGN §2, §2b): activation "tanh"/"none" acts per coefficient after the threshold (the
+paper's); activation "relu" (the hybrid block) inverse-transforms the product, applies ReLU and the
+optional 2x2 pool (attribute ``pool``, ceil mode) on the spatial map, transforms forward and
+thresholds. ``pool`` is an addition of the op set: absent means "none", so older files stay valid.
+
 DESIGN §2/§3, docs/ops.md. Every fact of the op that is not a kernel lives here (docs/adding-an-op.md):
 attributes and their rules, output row words, dense coefficients, the native library's workspace
 (a port of plugins/common/src/plan.cpp), the numpy reference, the ONNX schema, and the ORT and
@@ -19,23 +24,34 @@ from specdeploy.ops._base import NativeCall, OpAttributeError, OpDef, SchemaPara
 
 NAME = "SpecConv"
 IN_DOMAINS = ("spatial", "spectral")
-ACTIVATIONS = ("tanh", "none")
+ACTIVATIONS = ("tanh", "none", "relu")
+POOLS = ("none", "max2", "avg2")
 ATTRIBUTES = {
     "in_domain": "STRING", "C": "INT", "Hs": "INT", "Ws": "INT", "k": "INT", "beta": "FLOAT",
-    "activation": "STRING", "capacity": "INT", "value_dtype": "STRING",
+    "activation": "STRING", "capacity": "INT", "value_dtype": "STRING", "pool": "STRING",
 }
+#: optional attributes (DESIGN §3 additions) and what their absence means
+DEFAULTS = {"pool": "none"}
 #: C ABI enum values (specdeploy_c.h: sd_domain, sd_activation, sd_input_spectrum)
 NATIVE_DOMAIN = {"spatial": 0, "spectral": 1}
 NATIVE_ACTIVATION = {"none": 0, "tanh": 1}
+#: HOOK(kernels): the native kernels implement the hybrid block when the kernel engineer's C++ lands;
+#: then "relu" joins NATIVE_ACTIVATION, the pools join NATIVE_POOL (and ConvParams gets the field)
+NATIVE_POOL = {"none": 0}
 INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}
 
 
 # -------------------------------------------------------------------------------------- validation
 
 
+def out_size(Hs: int, Ws: int, pool: str) -> tuple[int, int]:
+    """Spatial size of the output map: (Hs, Ws), or (ceil(Hs/2), ceil(Ws/2)) after a 2x2 pool."""
+    return (Hs, Ws) if pool == "none" else ((Hs + 1) // 2, (Ws + 1) // 2)
+
+
 def check(
     *, x_shape: Sequence[int], w_shape: Sequence[int], b_shape: Sequence[int] | None, in_domain: str, C: int,
-    Hs: int, Ws: int, k: int, beta: float, activation: str, capacity: int, value_dtype: str,
+    Hs: int, Ws: int, k: int, beta: float, activation: str, capacity: int, value_dtype: str, pool: str = "none",
     node: str = NAME,
 ) -> int:
     """Validate a SpecConv node and its input shapes; returns the number of output channels O."""
@@ -45,7 +61,10 @@ def check(
     if k > min(Hs, Ws):
         raise base.fail(node, "k", k, f"must be <= min(Hs, Ws) = {min(Hs, Ws)}")
     base.finite_at_least_zero(node, "beta", beta)
-    base.choice(node, "activation", activation, ACTIVATIONS)
+    activation = base.choice(node, "activation", activation, ACTIVATIONS)
+    pool = base.choice(node, "pool", pool, POOLS)
+    if pool != "none" and activation != "relu":
+        raise base.fail(node, "pool", pool, f"pools only with activation 'relu' (hybrid block), not {activation!r}")
     base.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
     if len(w_shape) != 4 or tuple(w_shape[1:]) != (C, k, k):
         raise OpAttributeError(f"{node}: weight W has shape {tuple(w_shape)}, expected [O, C={C}, k={k}, k={k}]")
@@ -54,7 +73,7 @@ def check(
         raise OpAttributeError(f"{node}: weight W has no output channels")
     if b_shape is not None and tuple(b_shape) != (O,):
         raise OpAttributeError(f"{node}: bias B has shape {tuple(b_shape)}, expected [{O}]")
-    base.capacity(node, capacity, O, F)
+    base.capacity(node, capacity, O, packed.num_coeffs(*out_size(Hs, Ws, pool)))
     if in_domain == "spatial":
         if len(x_shape) != 4 or x_shape[1] != C or (x_shape[2] + k - 1, x_shape[3] + k - 1) != (Hs, Ws):
             raise OpAttributeError(
@@ -102,13 +121,18 @@ def out_channels(weight_shapes: Sequence[Any]) -> int:
     return int(weight_shapes[1][0])
 
 
+def out_coeffs(a: dict[str, Any]) -> int:
+    """Coefficients per output channel: of the pooled map for a pooling "relu" node."""
+    return packed.num_coeffs(*out_size(a["Hs"], a["Ws"], a.get("pool", "none")))
+
+
 def _output(a: dict[str, Any], weight_shapes: Sequence[Any]) -> tuple[tuple[int, ...], str]:
     O = out_channels(weight_shapes)
-    return (packed.row_words(O, packed.num_coeffs(a["Hs"], a["Ws"]), a["capacity"], a["value_dtype"]),), "int32"
+    return (packed.row_words(O, out_coeffs(a), a["capacity"], a["value_dtype"]),), "int32"
 
 
 def _dense_coeffs(a: dict[str, Any], weight_shapes: Sequence[Any]) -> int:
-    return out_channels(weight_shapes) * packed.num_coeffs(a["Hs"], a["Ws"])
+    return out_channels(weight_shapes) * out_coeffs(a)
 
 
 def streams_input(O: int, H: int, W: int, k: int) -> bool:
@@ -124,7 +148,13 @@ def streams_input(O: int, H: int, W: int, k: int) -> bool:
 
 def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
     """sd_spec_conv_workspace_size: pipeline + twiddles, plus the dense input spectrum of a spatial
-    input that is not streamed (``B * C * F * 8`` bytes, the only dense spectral buffer allowed)."""
+    input that is not streamed (``B * C * F * 8`` bytes, the only dense spectral buffer allowed).
+
+    HOOK(kernels): a "relu" node also declares its per-sample tile buffers (DESIGN §5); the kernel
+    engineer ports the library's exact formula here with the C++ (tests/test_native_host.py holds
+    the port equal to sd_spec_conv_workspace_size). Until then the plan counts a "relu" node like
+    the paper block's, which undercounts it.
+    """
     Hs, Ws = int(a["Hs"]), int(a["Ws"])
     ws = base.pipeline_workspace(batch) + base.twiddle_workspace(Hs, Ws)
     if a.get("in_domain") == "spatial":
@@ -155,15 +185,50 @@ def kernel_spectrum(w: np.ndarray, Hs: int, Ws: int) -> np.ndarray:
     return np.fft.rfft2(np.asarray(w, dtype=np.float64), s=(Hs, Ws))
 
 
+def centred_kernel_spectrum(w: np.ndarray, Hs: int, Ws: int) -> np.ndarray:
+    """DFT of [O, C, k, k] kernels centred on (k//2, k//2) (DESIGN §2b step 1): the zero-padded kernel
+    rolled by -k//2 in both axes, then the plain DFT; the product is a circular "same" convolution."""
+    w = np.asarray(w, dtype=np.float64)
+    k = w.shape[-1]
+    padded = np.zeros(w.shape[:-2] + (Hs, Ws))
+    padded[..., : w.shape[-2], :k] = w
+    return np.fft.rfft2(np.roll(padded, (-(k // 2), -(k // 2)), axis=(-2, -1)))
+
+
+def spatial_pool(y: np.ndarray, pool: str) -> np.ndarray:
+    """2x2 windows, stride 2, ceil mode over the pixels that exist: a partial last window takes the max
+    or the mean of the pixels it covers (never of padding)."""
+    if pool == "none":
+        return y
+    B, O, H, W = y.shape
+    H2, W2 = (H + 1) // 2, (W + 1) // 2
+    p = np.full((B, O, 2 * H2, 2 * W2), np.nan)
+    p[..., :H, :W] = y
+    win = p.reshape(B, O, H2, 2, W2, 2)
+    return np.nanmax(win, axis=(3, 5)) if pool == "max2" else np.nanmean(win, axis=(3, 5))
+
+
+def relu_block(X: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, Hs: int, Ws: int,
+               pool: str) -> np.ndarray:
+    """DESIGN §2b steps 1-3 and the forward transform, float64: the spectrum Z before the threshold."""
+    K = kernel_spectrum(w, Hs, Ws) if in_domain == "spatial" else centred_kernel_spectrum(w, Hs, Ws)
+    Y = np.einsum("bcpq,ocpq->bopq", X, K)
+    if b is not None:
+        Y[:, :, 0, 0] += np.asarray(b, dtype=np.float64) * math.sqrt(Hs * Ws)
+    y = np.maximum(np.fft.irfft2(Y, s=(Hs, Ws), norm="ortho"), 0.0)
+    return np.fft.rfft2(spatial_pool(y, pool), norm="ortho")
+
+
 def reference(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int, k: int,
-    beta: float, activation: str, capacity: int, value_dtype: str,
+    beta: float, activation: str, capacity: int, value_dtype: str, pool: str = "none",
 ) -> np.ndarray:
     """SpecConv: packed [B, S_out] from a spatial [B, C, H, W] or packed [B, S_in] input."""
     w = np.asarray(w, dtype=np.float32)
     O = check(
         x_shape=np.shape(x), w_shape=w.shape, b_shape=None if b is None else np.shape(b), in_domain=in_domain,
         C=C, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity, value_dtype=value_dtype,
+        pool=pool,
     )
     upstream = None
     if in_domain == "spatial":
@@ -172,6 +237,11 @@ def reference(
         dec = base.decode(x, C, Hs, Ws, value_dtype, "SpecConv input X")
         X = dec.values.astype(np.complex128).reshape(-1, C, Hs, Ws // 2 + 1)
         upstream = dec.overflowed
+    if activation == "relu":
+        # thresholded without an activation on the spectrum, like every runtime: in fp32
+        Z = relu_block(X, w, b, in_domain=in_domain, Hs=Hs, Ws=Ws, pool=pool)
+        Z = Z.astype(np.complex64).reshape(Z.shape[0], O, -1)
+        return packed.pack(Z, Z, beta, capacity, value_dtype, upstream_overflowed=upstream)
     K = kernel_spectrum(w, Hs, Ws)
     Y = np.einsum("bcpq,ocpq->bopq", X, K)
     if b is not None:
@@ -193,7 +263,9 @@ def _infer_shape(ctx: Any, h: Any) -> None:
     if w is None or not w.tensor_type.HasField("shape") or not w.tensor_type.shape.dim[0].HasField("dim_value"):
         return  # output channels unknown: leave the output shape to value_info
     O = w.tensor_type.shape.dim[0].dim_value
-    F = packed.num_coeffs(int(h.attr(ctx, "Hs")), int(h.attr(ctx, "Ws")))
+    pool = h.attr(ctx, "pool") if h.has_attr(ctx, "pool") else DEFAULTS["pool"]
+    pool = pool.decode() if isinstance(pool, bytes) else str(pool)
+    F = packed.num_coeffs(*out_size(int(h.attr(ctx, "Hs")), int(h.attr(ctx, "Ws")), pool))
     h.set_output(ctx, "int32", [packed.row_words(O, F, int(h.attr(ctx, "capacity")), h.dtype(ctx))])
 
 
@@ -212,10 +284,21 @@ def _ort_inputs(node: Any) -> list[str]:
 # ---------------------------------------------------------------------------------- native adapter
 
 
+def _native_unsupported(a: dict[str, Any]) -> str | None:
+    """Why the native kernels cannot run this node (an attribute value they lack), else None."""
+    if a["activation"] not in NATIVE_ACTIVATION:
+        return (f"attribute 'activation' = {a['activation']!r} (hybrid block, DESIGN §2b) is not implemented by the "
+                f"native kernels (they run {', '.join(map(repr, NATIVE_ACTIVATION))}); use backend 'reference' or 'ort'")
+    if a.get("pool", "none") not in NATIVE_POOL:
+        return (f"attribute 'pool' = {a['pool']!r} is not implemented by the native kernels; "
+                "use backend 'reference' or 'ort'")
+    return None
+
+
 def native_params(
     *, in_domain: str, C: int, O: int, Hs: int, Ws: int, k: int, beta: float, activation: str, capacity: int,
     value_dtype: str, H: int = 0, W: int = 0, x_dtype: Any = np.float32, has_bias: bool = False,
-    in_row_words: int = 0, input_spectrum: str = "auto",
+    in_row_words: int = 0, input_spectrum: str = "auto", pool: str = "none",
 ) -> Any:
     """The sd_spec_conv_params of a SpecConv node (string attributes as in docs/ops.md).
 
@@ -232,6 +315,7 @@ def native_params(
     with np.errstate(over="ignore"):
         p.beta = float(np.float32(beta))  # non-finite values are reported by the C validation
     p.activation = abi.enum(op, "activation", activation, NATIVE_ACTIVATION)
+    abi.enum(op, "pool", pool, NATIVE_POOL)  # HOOK(kernels): p.pool = ... once ConvParams has the field
     p.capacity = abi.i32(op, "capacity", capacity)
     p.value_dtype = abi.enum(op, "value_dtype", value_dtype, abi.VALUE_DTYPE)
     p.x_type = abi.float_type(op, "x dtype", x_dtype) if p.in_domain == 0 else 0
@@ -249,7 +333,7 @@ def _native(node: Any, ctx: Any) -> NativeCall:
     O = int(ctx.weight_shape(node.inputs[1])[0])
     common = dict(in_domain=a["in_domain"], C=a["C"], O=O, Hs=a["Hs"], Ws=a["Ws"], k=a["k"], beta=a["beta"],
                   activation=a["activation"], capacity=a["capacity"], value_dtype=a["value_dtype"],
-                  has_bias=bias is not None)
+                  has_bias=bias is not None, pool=a.get("pool", "none"))
     if a["in_domain"] == "spatial":
         _, _, H, W = ctx.in_shape(node.inputs[0])
         # the spatial input arrives as float32 (graph input) or float16 (standard ops in fp16)
@@ -269,7 +353,8 @@ def _native(node: Any, ctx: Any) -> NativeCall:
 OP = OpDef(
     name=NAME,
     attributes=ATTRIBUTES,
-    doc="Spectral convolution, threshold at beta and tanh activation; packed output (docs/ops.md).",
+    doc="Spectral convolution, threshold at beta and an activation (tanh/none per coefficient, or relu + "
+        "pool on the spatial map: the hybrid block); packed output (docs/ops.md).",
     n_inputs=(2, 3),
     inputs_doc="X, W and an optional B",
     weight_inputs=(1, 2),
@@ -291,4 +376,6 @@ OP = OpDef(
     ort_variant=_ort_variant,
     ort_inputs=_ort_inputs,
     native=_native,
+    defaults=DEFAULTS,
+    native_unsupported=_native_unsupported,
 )

@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from specdeploy.runtime.errors import (
     BackendUnavailableError,
+    UnsupportedByBackendError,
     InputError,
     ModelError,
     OpExecutionError,
@@ -44,6 +45,7 @@ from specdeploy.runtime.session import Session
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "UnsupportedByBackendError",
     "InputError",
     "ModelError",
     "ModelInfo",

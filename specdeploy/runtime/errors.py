@@ -27,6 +27,12 @@ class BackendUnavailableError(SpecRuntimeError):
     """The backend exists but cannot run here (no GPU, library not built, TensorRT not installed)."""
 
 
+class UnsupportedByBackendError(ModelError, BackendUnavailableError):
+    """A valid file this backend cannot run: a node uses an attribute value its kernels lack (e.g. the
+    hybrid block's activation "relu" before the native kernels implement it). Both a ModelError (the
+    message names the node and attribute) and a BackendUnavailableError (another backend may run it)."""
+
+
 class OpExecutionError(RuntimeError):
     """A specdeploy op failed while running a validated graph: a bug, never bad user input.
 

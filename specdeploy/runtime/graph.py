@@ -204,7 +204,7 @@ def _parse_attrs(node: "onnx.NodeProto", where: str) -> dict[str, Any]:
         if got != expected[a.name]:
             raise ModelError(f"{where}: attribute '{a.name}' has type {got}, expected {expected[a.name]}")
         attrs[a.name] = _attr_value(a, where)
-    return attrs
+    return ops.REGISTRY[node.op_type].with_defaults(attrs)
 
 
 def _metadata(proto: "onnx.ModelProto", label: str) -> dict[str, Any]:

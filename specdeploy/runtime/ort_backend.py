@@ -156,6 +156,10 @@ def _rewrite(info: ModelInfo, session_id: str, out_dims: dict[str, tuple[int, ..
         pnode.op_type = _register(n)
         if len(pnode.input) == 3 and not pnode.input[2]:
             del pnode.input[2]
+        present = {a.name for a in pnode.attribute}
+        for name in ops.REGISTRY[n.op].defaults:  # the Python op is registered with every attribute
+            if name not in present:
+                pnode.attribute.append(helper.make_attribute(name, n.attrs[name]))
         for name, t in ops.REGISTRY[n.op].attributes.items():  # a Python op takes no INTS: send a string
             if t == "INTS":
                 for a in pnode.attribute:
