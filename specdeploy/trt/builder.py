@@ -223,6 +223,27 @@ class _Logger:
         return Logger()
 
 
+def refuse_unsupported_nodes(onnx_path: Path) -> None:
+    """EngineBuildError naming the node and attribute when the plugins (the native kernels) cannot run a
+    specdeploy node, e.g. SpecConv activation "relu" before they implement the hybrid block; checked
+    before TensorRT is touched, so the message does not depend on a plugin's validation."""
+    import onnx
+
+    from specdeploy import ops
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for i, n in enumerate(model.graph.node):
+        d = ops.REGISTRY.get(n.op_type) if n.domain == ops.DOMAIN else None
+        if d is None:
+            continue
+        attrs = d.with_defaults({a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
+        attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+        why = d.native_unsupported(attrs)
+        if why is not None:
+            raise EngineBuildError(f"{onnx_path}: node '{n.name or f'#{i}'}' ({n.op_type}): {why} "
+                                   "(the TensorRT plugins run the native kernels)")
+
+
 def build_engine(
     onnx_path: Path | str, out_path: Path | str, plugins: Path | str | None, fp16: bool | None = None,
     workspace_mib: int | None = None, max_batch: int | None = None, recipe: Any = None,
@@ -240,6 +261,7 @@ def build_engine(
     plugins = Path(plugins) if plugins is not None else None  # None: a model without specdeploy ops
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model {onnx_path} does not exist")
+    refuse_unsupported_nodes(onnx_path)
     recipe_dict = load_recipe(recipe)
     opts = options_from_recipe(recipe_dict, fp16=fp16, workspace_mib=workspace_mib, max_batch=max_batch)
     if opts.max_batch is None:
