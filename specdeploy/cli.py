@@ -34,7 +34,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", default="spectral", choices=zoo.DOMAINS)
     p.add_argument("--beta", type=float, default=1.0, help="threshold of the spectral model (>= 0)")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
-    p.add_argument("--activation", default="tanh", choices=("tanh", "none"))
+    p.add_argument("--block", default="hybrid", choices=zoo.BLOCKS,
+                   help="spectral block (DESIGN §2b): hybrid (ReLU on the spatial map, the twin's pools; the "
+                        "native kernels and TensorRT plugins cannot run it yet) or paper (tanh per coefficient)")
+    p.add_argument("--activation", default="tanh", choices=("tanh", "none"),
+                   help="paper block only (the hybrid block uses relu)")
     p.add_argument("--no-norm", action="store_true", help="disable the spectral channel normalization")
     p.add_argument("--depth", type=int, default=40, help="DenseNet depth (6n+4)")
     p.add_argument("--growth", type=int, default=12, help="DenseNet growth rate")
@@ -49,24 +53,26 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = None) -> No
 
 def cmd_train(args: argparse.Namespace) -> int:
     from specdeploy import checkpoint, zoo
-    from specdeploy.train import TrainConfig, loaders_for, pick_device, train
+    from specdeploy.train import TrainConfig, load_teacher, loaders_for, pick_device, train
 
     device = pick_device(args.device)
     in_channels = args.in_channels or (1 if args.data in ("fashion-mnist", "mnist") else 3)
     config = zoo.ModelConfig(
         model=args.model, domain=args.domain, num_classes=10, in_channels=in_channels,
         input_size=args.input_size, width=args.width, beta=args.beta, activation=args.activation,
-        norm=not args.no_norm, depth=args.depth, growth=args.growth,
+        norm=not args.no_norm, depth=args.depth, growth=args.growth, block=args.block,
     )
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                       lr_halve_every=args.lr_halve_every, max_steps=args.max_steps, augment=not args.no_augment,
-                      seed=args.seed)
+                      seed=args.seed, schedule=args.schedule, warmup=args.warmup, beta_anneal=args.beta_anneal,
+                      teacher=args.teacher, kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature)
     train_loader, test_loader, data_meta = loaders_for(config, args.data, args.data_dir, cfg, args.samples,
                                                        args.test_samples)
     model = zoo.build(config)
+    teacher = load_teacher(args.teacher, config, device) if args.teacher else None
     print(f"training {config.model} ({config.domain}, beta={config.beta}) on {args.data} "
           f"[{data_meta['train_samples']} train / {data_meta['test_samples']} test] on {device}")
-    history = train(model, train_loader, test_loader, cfg, device, progress=args.progress)
+    history = train(model, train_loader, test_loader, cfg, device, progress=args.progress, teacher=teacher)
     last = history[-1]
     out = checkpoint.save(
         model.cpu(), args.out, data=data_meta, classes=data_meta["classes"], training=cfg.to_dict(),
@@ -189,7 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--momentum", type=float, default=0.95)
-    p.add_argument("--lr-halve-every", type=int, default=50)
+    p.add_argument("--lr-halve-every", type=int, default=50, help="step schedule: epochs per lr halving")
+    p.add_argument("--schedule", default="step", choices=("step", "cosine"),
+                   help="step: the paper's halving; cosine: warmup then cosine decay per step (docs/models.md)")
+    p.add_argument("--warmup", type=float, default=0.05, help="cosine: fraction of the steps that warm up")
+    p.add_argument("--beta-anneal", type=float, default=0.0,
+                   help="raise beta from 0 to its target over this fraction of the steps (0: off)")
+    p.add_argument("--teacher", default=None, help="distil from this checkpoint (normally the trained twin)")
+    p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation loss")
+    p.add_argument("--kd-temperature", type=float, default=4.0, help="distillation temperature")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--test-samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -19,7 +19,8 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", str(ck["spectral"]), "--data", "fashion-mnist", "--samples", "64",
                  "--json", str(tmp_path / "eval.json")]) == 0
     ev = json.loads((tmp_path / "eval.json").read_text())
-    assert ev["samples"] == 64 and 0.0 <= ev["accuracy"] <= 1.0 and set(ev["kept"]) == {"features.0", "features.2"}
+    # the default block is hybrid: LeNet-5's two SpecConvs pool inside, so they are features.0 and .1
+    assert ev["samples"] == 64 and 0.0 <= ev["accuracy"] <= 1.0 and set(ev["kept"]) == {"features.0", "features.1"}
     assert main(["info", str(ck["spectral"])]) == 0
     onnx = {d: tmp_path / f"{d}.onnx" for d in ck}
     for d in ck:
@@ -40,3 +41,20 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--model", "lenet5", "--data", "svhn", "--data-dir", str(tmp_path / "none"),
                  "--out", str(tmp_path / "x")]) == 2
     assert "svhn" in capsys.readouterr().err.lower()
+
+
+def test_train_block_and_short_budget_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["train", "--model", "lenet5", "--data", "fashion-mnist", "--max-steps", "3", "--batch-size", "32",
+            "--samples", "128", "--test-samples", "32"]
+    assert main(base + ["--domain", "spatial", "--out", str(tmp_path / "twin")]) == 0
+    assert main(base + ["--block", "paper", "--out", str(tmp_path / "paper")]) == 0
+    assert json.loads((tmp_path / "paper" / "config.json").read_text())["model"]["block"] == "paper"
+    assert main(base + ["--schedule", "cosine", "--beta-anneal", "0.3", "--teacher", str(tmp_path / "twin"),
+                        "--kd-alpha", "0.7", "--out", str(tmp_path / "hy")]) == 0
+    doc = json.loads((tmp_path / "hy" / "config.json").read_text())
+    assert doc["model"]["block"] == "hybrid" and doc["model"]["activation"] == "relu"
+    t = doc["training"]
+    assert (t["schedule"], t["beta_anneal"], t["teacher"], t["kd_alpha"]) == ("cosine", 0.3, str(tmp_path / "twin"), 0.7)
+    capsys.readouterr()
+    assert main(base + ["--max-steps", "0", "--out", str(tmp_path / "z")]) == 2
+    assert "TrainConfig.max_steps" in capsys.readouterr().err
