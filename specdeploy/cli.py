@@ -122,7 +122,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  model: {model_meta if isinstance(model_meta, str) else json.dumps(model_meta)}")
     for n in info.spec_nodes:
         cap = n.attrs.get("capacity")
-        print(f"  {n.op:<14} {n.name:<28} " + (f"capacity {cap}" if cap is not None else ""))
+        block = ""
+        if n.op == "SpecConv":  # which block (DESIGN §2b): the activation, and the pool of a hybrid layer
+            a = n.attrs
+            block = f"  {a['activation']}" + (f" + {a['pool']}" if a.get("pool", "none") != "none" else "")
+            block += f"  {a['Hs']}x{a['Ws']}"
+        print(f"  {n.op:<14} {n.name:<28} " + (f"capacity {cap}" if cap is not None else "") + block)
     return 0
 
 
