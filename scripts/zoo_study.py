@@ -418,7 +418,7 @@ def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
         top = max(r["steps"] for r in hy)
         hy = [r for r in hy if r["steps"] == top]
         met = [r for r in hy if r["accuracy_gap"] <= 0.01 and max(r["ratio_planned_peak_b1"], r["ratio_planned_peak_b8"]) <= 0.30]
-        pts = "; ".join(f"beta {r['beta']}: {100 * r["accuracy_gap"]:.1f} points below the twin, ratio "
+        pts = "; ".join(f"beta {r['beta']}: {100 * r['accuracy_gap']:.1f} points below the twin, ratio "
                         f"{r['ratio_planned_peak_b1']:.2f} / {r['ratio_planned_peak_b8']:.2f} (b1 / b8)"
                         for r in sorted(hy, key=lambda r: r["beta"]))
         lines.append(f"- {name} hybrid, {top} steps: goal {'met' if met else 'not met'} ({pts}).")
