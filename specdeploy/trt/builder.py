@@ -231,7 +231,10 @@ def refuse_unsupported_nodes(onnx_path: Path) -> None:
 
     from specdeploy import ops
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not parseable here: TensorRT's parser reports it with its own message
+        return
     for i, n in enumerate(model.graph.node):
         d = ops.REGISTRY.get(n.op_type) if n.domain == ops.DOMAIN else None
         if d is None:
