@@ -353,32 +353,37 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def pareto_plots(out: Path, rows: list[dict[str, Any]], batches: tuple[int, ...]) -> list[Path]:
-    """Accuracy below the twin vs planned peak ratio, one panel per model, one plot per batch."""
+    """Accuracy below the twin vs planned peak ratio, one panel per model, one plot per batch: one curve
+    per (block, recipe, steps) over beta; the recipe comparison's rows (other recipes) stay out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def curve(r: dict[str, Any]) -> tuple[str, str, int, str]:
+        return (r["block"], r["recipe"], r["steps"], r.get("carried_over") or "")
+
+    shown = [r for r in rows if r["recipe"] == DEFAULT_RECIPE or r.get("carried_over")]
     paths = []
-    models = sorted({r["model"] for r in rows}, key=list(PLAN).index)
+    models = sorted({r["model"] for r in shown}, key=list(PLAN).index)
     for b in batches:
         fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.6), squeeze=False)
         for ax, name in zip(axes[0], models):
-            for block, marker in (("paper", "o"), ("hybrid", "s")):
-                pts = sorted((r[f"ratio_planned_peak_b{b}"], 100 * r["accuracy_gap"], r["beta"], r["recipe"])
-                             for r in rows if r["model"] == name and r["block"] == block)
-                if not pts:
-                    continue
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, linestyle="-", label=block)
-                for x, y, beta, recipe in pts:
-                    ax.annotate(f"{beta}" + ("" if recipe == DEFAULT_RECIPE else f" {recipe}"), (x, y),
-                                fontsize=7, xytext=(3, 3), textcoords="offset points")
+            for key in sorted({curve(r) for r in shown if r["model"] == name}):
+                block, recipe, steps, date = key
+                pts = sorted((r[f"ratio_planned_peak_b{b}"], 100 * r["accuracy_gap"], r["beta"])
+                             for r in shown if r["model"] == name and curve(r) == key)
+                label = f"{block}, {recipe}, {steps} steps" + (f" ({date})" if date else "")
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s" if block == "hybrid" else "o",
+                        linestyle="-", label=label)
+                for x, y, beta in pts:
+                    ax.annotate(f"{beta}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
             ax.axvline(0.30, color="grey", linewidth=0.8, linestyle=":")
             ax.set_title(name)
             ax.set_xlabel(f"planned peak spec/twin, batch {b} (fp16)")
             ax.set_ylabel("twin accuracy - spec accuracy (points)")
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
         fig.tight_layout()
         path = out / f"pareto-b{b}.png"
         fig.savefig(path, dpi=110)
