@@ -36,7 +36,9 @@ def _op_class(d: ops.OpDef) -> type[_SpecOp]:
     """An OpRun named like the op that runs its reference function (``specdeploy.ops.<op>``)."""
 
     def _run(self: _SpecOp, *inputs: np.ndarray | None, **attrs: Any) -> tuple[np.ndarray]:
-        return self._call(d.reference, list(inputs), attrs)
+        # the evaluator passes None for an optional attribute the node omits (SpecConv "pool" in files
+        # written before it existed): that absence means the op's default
+        return self._call(d.reference, list(inputs), d.with_defaults({k: v for k, v in attrs.items() if v is not None}))
 
     return type(d.name, (_SpecOp,), {"_run": _run, "__doc__": d.doc})
 
