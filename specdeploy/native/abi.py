@@ -385,7 +385,8 @@ class Library:
 
     def spec_conv(
         self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int,
-        k: int, beta: float, activation: str, capacity: int, value_dtype: str, input_spectrum: str = "auto",
+        k: int, beta: float, activation: str, capacity: int, value_dtype: str, pool: str = "none",
+        input_spectrum: str = "auto",
     ) -> np.ndarray:
         op = spec_conv_op.NAME
         self._need_host("spec_conv")
@@ -412,13 +413,13 @@ class Library:
             p = spec_conv_op.native_params(
                 in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity,
                 value_dtype=value_dtype, H=x.shape[2], W=x.shape[3], x_dtype=x.dtype, has_bias=b is not None,
-                input_spectrum=input_spectrum,
+                input_spectrum=input_spectrum, pool=pool,
             )
         else:
             x = self._packed(op, x, "input X")
             p = spec_conv_op.native_params(
                 in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity,
-                value_dtype=value_dtype, has_bias=b is not None, in_row_words=x.shape[1],
+                value_dtype=value_dtype, has_bias=b is not None, in_row_words=x.shape[1], pool=pool,
             )
         S = self.out_row_words(p)
         B = self._batch(op, x)
@@ -532,12 +533,12 @@ def load(kind: str = "host", path: str | os.PathLike | None = None) -> Library:
 
 def spec_conv(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int, k: int,
-    beta: float, activation: str, capacity: int, value_dtype: str,
+    beta: float, activation: str, capacity: int, value_dtype: str, pool: str = "none",
 ) -> np.ndarray:
     """SpecConv on the host library; same signature and result as specdeploy.reference.spec_conv."""
     return load("host").spec_conv(
         x, w, b, in_domain=in_domain, C=C, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity,
-        value_dtype=value_dtype,
+        value_dtype=value_dtype, pool=pool,
     )
 
 
