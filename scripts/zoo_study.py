@@ -423,7 +423,7 @@ def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
         top = max(r["steps"] for r in hy)
         hy = [r for r in hy if r["steps"] == top]
         met = [r for r in hy if r["accuracy_gap"] <= 0.01 and max(r["ratio_planned_peak_b1"], r["ratio_planned_peak_b8"]) <= 0.30]
-        pts = "; ".join(f"beta {r['beta']}: {100 * r['accuracy_gap']:.1f} points below the twin, ratio "
+        pts = "; ".join(f"beta {r['beta']}: {-100 * r['accuracy_gap']:+.1f} points vs the twin, ratio "
                         f"{r['ratio_planned_peak_b1']:.2f} / {r['ratio_planned_peak_b8']:.2f} (b1 / b8)"
                         for r in sorted(hy, key=lambda r: r["beta"]))
         lines.append(f"- {name} hybrid, {top} steps: goal {'met' if met else 'not met'} ({pts}).")
@@ -443,6 +443,9 @@ def publish(out: Path, doc: dict[str, Any], docs: Path) -> None:
     date = max((r.get("date", "") for r in doc["runs"] if not r.get("carried_over")), default="")
     section = [
         f"## Zoo study (`python scripts/zoo_study.py`), {date}",
+        "Trained with `--stage train` (one run at a time, cached under `--out`), then tabulated with "
+        "`python scripts/zoo_study.py --out DIR --stage summarize --carry docs/results/study-2026-11-25.json "
+        "--carry-date 2026-11-25 --publish docs`.",
         "Each model trained on Fashion-MNIST (1x32x32) at batch 64 on the shared 2-core CPU, widths/depths "
         "cut for it (stated per row); every spectral run has the same step budget and optimizer recipe as the twin "
         f"it is compared with (recipes: docs/models.md; the study's is `{DEFAULT_RECIPE}`, its twin's "
