@@ -53,14 +53,18 @@ struct HostHybPrep {
                         sd_gemm_store(Xt, i, e, x.re);
                         sd_gemm_store(Xt, i + 1, e, x.im);
                     }
-            /* G = Wt Xt: fp32 accumulation over c in order */
-            for (int64_t row = 0; row < rows; ++row)
-                for (int64_t n = 0; n < (int64_t)r.ns * 2 * SD_BLOCK_F; ++n) {
-                    float acc = 0.0f;
-                    for (int32_t c = 0; c < p.C; ++c)
-                        acc = sd_fma(sd_gemm_load(Wt, row * p.C + c, e), sd_gemm_load(Xt, (int64_t)c * ldg + n, e), acc);
-                    G[row * ldg + n] = acc;
+            /* G = Wt Xt: fp32 accumulation over c in order (c outer, so the rows of Xt are read contiguously;
+             * each element still sums c = 0, 1, ... with one rounding per FMA) */
+            const int64_t ncols = (int64_t)r.ns * 2 * SD_BLOCK_F;
+            for (int64_t row = 0; row < rows; ++row) {
+                float* g = G + row * ldg;
+                for (int64_t n = 0; n < ncols; ++n) g[n] = 0.0f;
+                for (int32_t c = 0; c < p.C; ++c) {
+                    const float wv = sd_gemm_load(Wt, row * p.C + c, e);
+                    const int64_t x0 = (int64_t)c * ldg;
+                    for (int64_t n = 0; n < ncols; ++n) g[n] = sd_fma(wv, sd_gemm_load(Xt, x0 + n, e), g[n]);
                 }
+            }
             /* Y of this block */
             for (int32_t sl = 0; sl < r.ns; ++sl) {
                 if (!want[sl]) continue;
