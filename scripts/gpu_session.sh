@@ -105,7 +105,7 @@ run() {
         [ -x "$PY" ] || PY=$(command -v python3)
         "$PY" -m specdeploy.cli build-plugins --kind host > "$W/build.log" 2>&1 || { tail -20 "$W/build.log"; die "host build failed"; }
         export SPECDEPLOY_HOST_LIB=$ROOT/build/plugins/lib/libspecdeploy_host.so
-        local backend=native-host kflag=(--host --batches 1,2 --layers features.0,features.2 --repeats 2 --warmup 1 --inner 1)
+        local backend=native-host kflag=(--host --batches 1,2 --layers features.0,features.1 --repeats 2 --warmup 1 --inner 1)
         [ -d "$models" ] || models=$STUDY
         { date -u; echo "DRY RUN (--host): host library, CPU tensors; numbers mean nothing"; uname -a; } > "$W/env.txt"
     else
