@@ -21,6 +21,9 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from specdeploy.metadata import META_DATA
+from specdeploy.recipes import CALIBRATION_MARGIN
+
 __all__ = ["run_sweep", "parse_betas", "pareto_front", "write_csv", "write_plot", "register"]
 
 
@@ -101,7 +104,7 @@ def run_sweep(
     samples: int | None = 500,
     calib_samples: int = 256,
     value_dtype: str = "fp16",
-    margin: float = 1.1,
+    margin: float = CALIBRATION_MARGIN,
     backend: str = "ort",
     batch: int = 1,
     eval_batch: int = 64,
@@ -132,7 +135,7 @@ def run_sweep(
     else:
         cfg = zoo.twin_config(zoo.ModelConfig.from_dict(doc_cfg["model"]))
         data_name = (doc_cfg.get("data") or {}).get("name") or data
-        export_model(zoo.build(cfg), twin_path, metadata={"specdeploy.data": {"name": data_name}}, **common)
+        export_model(zoo.build(cfg), twin_path, metadata={META_DATA: {"name": data_name}}, **common)
         twin_row.update(accuracy=None, note="untrained twin built from the spectral config: planned memory only")
     twin_plan = memory.plan(twin_path, batch=batch, activation_dtype=act)
     twin_row.update(planned_peak_bytes=twin_plan.peak_bytes, planned_peak_node=twin_plan.peak_node,
@@ -239,7 +242,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--samples", type=int, default=500, help="test samples per accuracy")
     p.add_argument("--calib-samples", type=int, default=256, help="training samples for calibration")
     p.add_argument("--value-dtype", choices=("fp32", "fp16"), default="fp16")
-    p.add_argument("--margin", type=float, default=1.1, help="capacity = max nnz seen * margin")
+    p.add_argument("--margin", type=float, default=CALIBRATION_MARGIN, help="capacity = max nnz seen * margin")
     p.add_argument("--backend", choices=("reference", "ort"), default="ort")
     p.add_argument("--batch", type=int, default=1, help="batch of the planned memory figures")
     p.add_argument("--out", required=True, help="output directory")
