@@ -82,7 +82,9 @@ def test_workspace_holds_a_dense_input_spectrum_only_at_a_wide_first_layer() -> 
     assert wide.steps[0].workspace_bytes - spectral == memory._align(5 * 3 * F * 8)
     for op in ("SpecPool", "SpecConcat"):
         one, many = memory.declared_workspace(op, {}, 1), memory.declared_workspace(op, {}, 100)
-        assert 0 < one < many <= 100 * (4 * memory.HIST_LEVELS + 12) + 3 * memory.WS_ALIGN
+        # two-level histogram (83 words) and five words per sample: 352 B, not 2412 B, per sample
+        assert 0 < one < many <= 100 * (4 * memory.HIST_WORDS + 4 * memory.PIPE_WORDS) + 3 * memory.WS_ALIGN
+        assert many > 100 * (4 * memory.HIST_WORDS + 4 * memory.PIPE_WORDS)
     big = {"in_domain": "spectral", "C": 512, "Hs": 64, "Ws": 64}
     assert memory.declared_workspace("SpecConv", big, 1) < 8 << 10  # independent of C * F
     assert memory.declared_workspace("Conv", {}, 5) == 0
@@ -90,6 +92,9 @@ def test_workspace_holds_a_dense_input_spectrum_only_at_a_wide_first_layer() -> 
         memory.declared_workspace("SpecPool", {}, -1)
     with pytest.raises(ValueError, match="out_channels"):
         memory.declared_workspace("SpecConv", {"in_domain": "spatial", "C": 3, "Hs": 8, "Ws": 8, "k": 3}, 1)
+    with pytest.raises(ValueError, match="out_channels"):  # the hybrid block's chunk depends on O too
+        memory.declared_workspace("SpecConv", {"in_domain": "spectral", "C": 3, "Hs": 8, "Ws": 8, "k": 3,
+                                               "activation": "relu"}, 1)
 
 
 def test_fp16_accounting() -> None:
