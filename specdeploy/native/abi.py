@@ -539,12 +539,13 @@ def load(kind: str = "host", path: str | os.PathLike | None = None) -> Library:
 
 def spec_conv(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int, k: int,
-    beta: float, activation: str, capacity: int, value_dtype: str, pool: str = "none",
+    beta: float, activation: str, capacity: int, value_dtype: str,
 ) -> np.ndarray:
-    """SpecConv on the host library; same signature and result as specdeploy.reference.spec_conv."""
+    """SpecConv on the host library; same signature and result as specdeploy.reference.spec_conv.
+    (``pool`` of the hybrid block: ``load("host").spec_conv(..., pool=...)`` until the reference has it.)"""
     return load("host").spec_conv(
         x, w, b, in_domain=in_domain, C=C, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity,
-        value_dtype=value_dtype, pool=pool,
+        value_dtype=value_dtype,
     )
 
 
