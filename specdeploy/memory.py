@@ -42,7 +42,7 @@ from typing import Any
 
 from specdeploy import liveness, ops
 from specdeploy.liveness import FUSED_ELEMENTWISE, VIEW_OPS
-from specdeploy.ops._base import HIST_LEVELS, WS_ALIGN  # noqa: F401  (the library layout the plan ports)
+from specdeploy.ops._base import HIST_LEVELS, HIST_WORDS, PIPE_WORDS, WS_ALIGN  # noqa: F401  (the library layout the plan ports)
 from specdeploy.ops._base import align as _align  # noqa: F401  (tests size the dense spectrum with it)
 from specdeploy.ops.spec_conv import streams_input
 
@@ -157,8 +157,8 @@ def _fmt(n: int) -> str:
 def declared_workspace(op: str, attrs: dict[str, Any], batch: int, out_channels: int | None = None) -> int:
     """Workspace bytes a specdeploy op declares at ``batch`` (DESIGN §5): the library's own figure.
 
-    ``out_channels`` (O, the weight's first dimension) is needed for a spatial-input SpecConv: it
-    decides whether the input spectrum is streamed. Why a port and not a call: the planner must run
+    ``out_channels`` (O, the weight's first dimension) is needed for a spatial-input SpecConv (it
+    decides whether the input spectrum is streamed) and for a "relu" one (its chunk of output channels). Why a port and not a call: the planner must run
     from the ONNX file alone, without the native library (CI without a compiler, a laptop). Each op's
     ``workspace`` (``specdeploy.ops.<op>``) ports plugins/common/src/plan.cpp;
     tests/test_native_host.py checks it against ``sd_*_workspace_size`` of the host library over a

@@ -78,7 +78,13 @@ def capacity(node: str, cap: Any, channels: int, F: int) -> int:
 # HIST_LEVELS and WS_ALIGN against the library's sd_abi_query at load.
 
 WS_ALIGN = 256
-HIST_LEVELS = 600  # SD_NLEV: levels of the overflow grid's per-sample histogram (uint32 each)
+HIST_LEVELS = 600  # SD_NLEV: levels of the overflow grid (threshold.h)
+# The per-sample level histogram is two-level (threshold.h): SD_NOCT = 75 coarse bins (octaves of 8
+# levels) filled by the count pass, SD_NFINE = 8 fine bins of one octave filled by a refine pass for
+# samples that overflowed; SD_HIST_WORDS = 83 uint32 per sample instead of 600.
+HIST_COARSE, HIST_FINE = HIST_LEVELS // 8, 8
+HIST_WORDS = HIST_COARSE + HIST_FINE
+PIPE_WORDS = 5  # per sample: threshold, own, overflow flag, octave, header flags (uint32/float32 each)
 COMPLEX64 = 8
 
 
@@ -92,8 +98,9 @@ def twiddle_workspace(Hs: int, Ws: int) -> int:
 
 
 def pipeline_workspace(batch: int) -> int:
-    """Ops with a packed output: the level histogram, then threshold/owner/flag words per sample."""
-    return align(4 * batch * HIST_LEVELS) + align(12 * batch)
+    """Ops with a packed output: the two-level level histogram, then five words per sample
+    (threshold, owner, overflow flag, octave, header flags)."""
+    return align(4 * batch * HIST_WORDS) + align(4 * PIPE_WORDS * batch)
 
 
 # ------------------------------------------------------------------ reference helpers (numpy)

@@ -26,7 +26,10 @@ ATTRIBUTES = {
 }
 #: C ABI enum values (specdeploy_c.h: sd_domain, sd_activation, sd_input_spectrum)
 NATIVE_DOMAIN = {"spatial": 0, "spectral": 1}
-NATIVE_ACTIVATION = {"none": 0, "tanh": 1}
+NATIVE_ACTIVATION = {"none": 0, "tanh": 1, "relu": 2}
+NATIVE_POOL = {"none": 0, "max2": 1, "avg2": 2}  # sd_pool (activation "relu" only)
+#: the hybrid block's chunk (plan.h kHybSamples, kHybChannels): its dense buffers are sized by it
+HYB_SAMPLES, HYB_CHANNELS = 4, 16
 INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}
 
 
@@ -122,17 +125,39 @@ def streams_input(O: int, H: int, W: int, k: int) -> bool:
     return -(-O // 8) * (H * W + H) <= 8 * O * (k * k + k + 1)
 
 
+def hybrid_workspace(a: dict[str, Any], batch: int, O: int) -> int:
+    """The hybrid block's part of sd_spec_conv_workspace_size (activation "relu", plan.cpp): twiddles of
+    the pooled size, and for a chunk of sb = min(B, 4) samples and ot = min(O, 16) channels the weight
+    tile, the input tile of one packed block, the GEMM result, the spectrum and its inverse stage, and
+    the spatial map (DESIGN §5: bounded by the chunk, never by the whole output)."""
+    Hs, Ws, k, C = int(a["Hs"]), int(a["Ws"]), int(a["k"]), int(a["C"])
+    ws = 0
+    if a.get("pool", "none") != "none":
+        ws += base.twiddle_workspace((Hs + 1) // 2, (Ws + 1) // 2)
+    if batch > 0:
+        sb, ot = min(batch, HYB_SAMPLES), min(int(O), HYB_CHANNELS)
+        e = 2 if a.get("value_dtype") == "fp16" else 4  # GEMM operands: fp16 for fp16 values
+        kk, F, cols = k * k, packed.num_coeffs(Hs, Ws), sb * 2 * 128
+        ws += (base.align(e * kk * ot * C) + base.align(e * C * cols) + base.align(4 * kk * ot * cols)
+               + 2 * base.align(base.COMPLEX64 * sb * ot * F) + base.align(4 * sb * ot * Hs * Ws))
+    return ws
+
+
 def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
     """sd_spec_conv_workspace_size: pipeline + twiddles, plus the dense input spectrum of a spatial
-    input that is not streamed (``B * C * F * 8`` bytes, the only dense spectral buffer allowed)."""
+    input that is not streamed (``B * C * F * 8`` bytes, the only dense spectral buffer allowed), plus
+    the hybrid block's chunk buffers (``hybrid_workspace``)."""
     Hs, Ws = int(a["Hs"]), int(a["Ws"])
     ws = base.pipeline_workspace(batch) + base.twiddle_workspace(Hs, Ws)
+    hybrid = a.get("activation") == "relu"
+    if (a.get("in_domain") == "spatial" or hybrid) and O is None:
+        raise ValueError("declared_workspace: a spatial-input or relu SpecConv needs out_channels (O)")
     if a.get("in_domain") == "spatial":
-        if O is None:
-            raise ValueError("declared_workspace: a spatial-input SpecConv needs out_channels (O)")
         k = int(a["k"])
         if not streams_input(int(O), Hs - k + 1, Ws - k + 1, k):
             ws += base.align(base.COMPLEX64 * batch * int(a["C"]) * packed.num_coeffs(Hs, Ws))
+    if hybrid:
+        ws += hybrid_workspace(a, batch, int(O))
     return ws + base.WS_ALIGN
 
 
@@ -215,12 +240,14 @@ def _ort_inputs(node: Any) -> list[str]:
 def native_params(
     *, in_domain: str, C: int, O: int, Hs: int, Ws: int, k: int, beta: float, activation: str, capacity: int,
     value_dtype: str, H: int = 0, W: int = 0, x_dtype: Any = np.float32, has_bias: bool = False,
-    in_row_words: int = 0, input_spectrum: str = "auto",
+    in_row_words: int = 0, input_spectrum: str = "auto", pool: str = "none",
 ) -> Any:
     """The sd_spec_conv_params of a SpecConv node (string attributes as in docs/ops.md).
 
     ``input_spectrum`` (spatial input): "auto" (the library's rule, what the planner assumes),
     "dense" (rfft2 into the workspace) or "streamed" (recomputed per tile, no buffer): same bits.
+    ``pool`` ("none", "max2", "avg2"): the hybrid block's pool (activation "relu" only; the C validation
+    refuses it otherwise, naming 'pool').
     """
     from specdeploy.native import abi
 
@@ -232,6 +259,7 @@ def native_params(
     with np.errstate(over="ignore"):
         p.beta = float(np.float32(beta))  # non-finite values are reported by the C validation
     p.activation = abi.enum(op, "activation", activation, NATIVE_ACTIVATION)
+    p.pool = abi.enum(op, "pool", pool, NATIVE_POOL)
     p.capacity = abi.i32(op, "capacity", capacity)
     p.value_dtype = abi.enum(op, "value_dtype", value_dtype, abi.VALUE_DTYPE)
     p.x_type = abi.float_type(op, "x dtype", x_dtype) if p.in_domain == 0 else 0
@@ -249,7 +277,7 @@ def _native(node: Any, ctx: Any) -> NativeCall:
     O = int(ctx.weight_shape(node.inputs[1])[0])
     common = dict(in_domain=a["in_domain"], C=a["C"], O=O, Hs=a["Hs"], Ws=a["Ws"], k=a["k"], beta=a["beta"],
                   activation=a["activation"], capacity=a["capacity"], value_dtype=a["value_dtype"],
-                  has_bias=bias is not None)
+                  has_bias=bias is not None, pool=a.get("pool", "none"))
     if a["in_domain"] == "spatial":
         _, _, H, W = ctx.in_shape(node.inputs[0])
         # the spatial input arrives as float32 (graph input) or float16 (standard ops in fp16)
