@@ -13,20 +13,22 @@
 #   bash scripts/gpu_session.sh run       # -> $OUT/session.log, $OUT/session.tgz
 #   bash scripts/gpu_session.sh run --host  # dry run here: the same stages on the host library and CPU
 #                                           # (the GPU tests skip, the numbers mean nothing)
+#   bash scripts/gpu_session.sh run --stages=kernels,study   # a subset (e.g. to rerun what timed out)
 #
 # Stages of `run`, each under its own time cap, all under one deadline (GPU_SESSION_BUDGET_S, default
 # 540 s = 9 min; a stage that would start with less than 20 s left is skipped and says so):
 #   1. env      nvidia-smi, nvcc, torch/cuDNN versions; the carried library, or a build if it cannot
 #               run here (sd_check_device); env.txt
 #   2. test     pytest -m gpu (kernels vs the reference and vs the host library, the cuda backend end to
-#               end, streams, memory figures), cap 170 s; pytest_gpu.log
+#               end, streams, memory figures), cap 120 s; pytest_gpu.log
 #   3. kernels  scripts/bench_kernels.py: per VGG16 layer and batch 1/8/32, SpecConv paper block and
 #               hybrid block (relu + the twin's pooling) vs cuDNN fp32/fp16, achieved bandwidth; the
-#               first layer's spectrum; pack/unpack bandwidth; cap 150 s; kernels/<device>.json/.csv
+#               first layer's spectrum; pack/unpack bandwidth; cap 120 s; kernels/<device>.json/.csv
 #   4. backend  specdeploy bench --backend cuda per staged model pair at batch 1/8/32: latency, and
-#               memory with activations and library scratch as separate figures; cap 100 s; bench_*.json
-#   5. STUDY    >>> hybrid study slot <<<: python scripts/zoo_study.py --gpu-full ... (written by the
-#               study's owner; skipped with a note while zoo_study.py has no --gpu-full); what is left
+#               memory with activations and library scratch as separate figures; cap 80 s; bench_*.json
+#   5. STUDY    >>> hybrid study slot <<<: python scripts/zoo_study.py --gpu-full --gpu-budget (what is
+#               left - 90 s) (written by the study's owner; skipped with a note while zoo_study.py has no
+#               --gpu-full, and with under 150 s left); study/
 # Results: $OUT/session.log (everything printed) and $OUT/session.tgz (the files named above), two
 # files, few enough for what a device call brings back. $OUT defaults to results/gpu here.
 set -uo pipefail
@@ -71,6 +73,8 @@ prepare() {
     echo "device call: bash scripts/gpu_session.sh run   (carry [\".gpu-carry\"], timeout_s 600)"
 }
 
+wants() { [[ ",$STAGES," == *",$1,"* ]]; }
+
 # stage NAME CAP LOG CMD...: runs CMD under min(CAP, time left - 10 s), its output into LOG ("-": here);
 # skipped below 20 s left.
 stage() {
@@ -94,8 +98,15 @@ stage() {
 }
 
 run() {
-    local host=0
-    [ "${1:-}" = "--host" ] && host=1
+    local host=0 a
+    STAGES=test,kernels,backend,study
+    for a in "$@"; do
+        case "$a" in
+            --host) host=1 ;;
+            --stages=*) STAGES=${a#--stages=} ;;
+            *) die "run: unknown option $a (--host, --stages=test,kernels,backend,study)" ;;
+        esac
+    done
     W=$(mktemp -d) && mkdir -p "$OUTDIR" "$W/kernels" || die "cannot create a scratch folder or $OUTDIR"
     export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
     STATUS=()
@@ -131,13 +142,13 @@ run() {
     tail -3 "$W/env.txt"
 
     # 2. correctness on the GPU (skips, with reasons, in --host)
-    stage test 170 "$W/pytest_gpu.log" "$PY" -m pytest -m gpu -ra -q -p no:cacheprovider --maxfail=5 tests
-    tail -15 "$W/pytest_gpu.log"
+    wants test && stage test 120 "$W/pytest_gpu.log" "$PY" -m pytest -m gpu -ra -q -p no:cacheprovider --maxfail=5 tests
+    [ -f "$W/pytest_gpu.log" ] && tail -15 "$W/pytest_gpu.log"
 
     # 3. kernels: paper and hybrid blocks vs cuDNN, first layer, pack/unpack bandwidth
     local kept=()
     [ -f "$models/vgg16-spectral-b1.0.onnx" ] && kept=(--kept-from "$models/vgg16-spectral-b1.0.onnx")
-    stage kernels 150 - "$PY" scripts/bench_kernels.py "${kflag[@]}" --blocks paper,hybrid --packed-bandwidth \
+    wants kernels && stage kernels 120 - "$PY" scripts/bench_kernels.py "${kflag[@]}" --blocks paper,hybrid --packed-bandwidth \
         "${kept[@]}" --out "$W/kernels"
 
     # 4. the cuda backend end to end: latency, memory (activations and library scratch separately)
@@ -146,20 +157,30 @@ run() {
         [ -f "$models/$m-spectral-b1.0.onnx" ] && [ -f "$models/$m-spatial.onnx" ] && pair+=("$m")
     done
     export SPECDEPLOY_CUDA_FP16=1 # the planner counts the twin in fp16 when the values are fp16
-    if [ ${#pair[@]} -eq 0 ]; then
+    if ! wants backend; then
+        :
+    elif [ ${#pair[@]} -eq 0 ]; then
         echo "=== backend: SKIPPED (no staged model pairs in $models)"; STATUS+=("backend=no-models")
     else
-        stage backend 100 - bash "$0" _backend "$PY" "$models" "$backend" "$W" "$host" "${pair[@]}"
+        stage backend 80 - bash "$0" _backend "$PY" "$models" "$backend" "$W" "$host" "${pair[@]}"
     fi
 
-    # 5. >>> HYBRID STUDY SLOT <<< (owner: the hybrid study; edit only the command below). It gets what
-    #    is left of the budget; zoo_study.py --gpu-full writes its JSON/MD under $W/study.
-    if grep -q -- "--gpu-full" scripts/zoo_study.py 2>/dev/null; then
-        local sflag=()
-        [ $host -eq 1 ] && sflag=(--quick)
-        stage study 600 - "$PY" scripts/zoo_study.py --gpu-full "${sflag[@]}" --out "$W/study"
-    else
+    # 5. >>> HYBRID STUDY SLOT <<< (owner: the hybrid study; edit only this block). It gets what is left
+    #    of the budget: --gpu-budget is its training time, the rest (90 s) its export and planning.
+    if ! wants study; then
+        :
+    elif ! grep -q -- "--gpu-full" scripts/zoo_study.py 2>/dev/null; then
         echo "=== study: SKIPPED (scripts/zoo_study.py has no --gpu-full option yet)"; STATUS+=("study=not-implemented")
+    elif [ $host -eq 1 ]; then
+        echo "=== study: SKIPPED in --host (needs a CUDA GPU): $PY scripts/zoo_study.py --gpu-full --gpu-budget N --out \$W/study"
+        STATUS+=("study=host-skip")
+    else
+        local gb=$(( $(left) - 90 ))
+        if [ $gb -lt 60 ]; then
+            echo "=== study: SKIPPED (only $(left)s left; it needs >= 150s)"; STATUS+=("study=no-time")
+        else
+            stage study 600 - "$PY" scripts/zoo_study.py --gpu-full --gpu-budget "$gb" --out "$W/study"
+        fi
     fi
     # <<< end of the hybrid study slot
 
