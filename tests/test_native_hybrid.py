@@ -180,3 +180,24 @@ def test_planner_declares_the_hybrid_workspace(host_lib, B, case):
     if B > 0:  # the chunk buffers, bounded by the chunk: the same at batch 4 and 9 beyond the pipeline words
         extra_bytes = host_lib.spec_conv_workspace_size(p, B) - host_lib.spec_conv_workspace_size(paper, B)
         assert extra_bytes > 0
+
+
+def test_native_host_graph_carries_the_flag(host_lib_path, monkeypatch):
+    """End to end on native-host (the toy graph SpecConv -> SpecPool -> SpecConv -> SpecToSpatial -> ...):
+    a NaN pixel of sample 1 sets flags bit 0 in every packed tensor of sample 1 only (DESIGN §4)."""
+    from specdeploy import runtime
+    from specdeploy.runtime import toy
+
+    monkeypatch.setenv("SPECDEPLOY_HOST_LIB", str(host_lib_path))
+    model = toy.toy_spectral(max_batch=4)
+    sess = runtime.load(model, "native-host")
+    x = np.random.default_rng(0).standard_normal((3,) + tuple(sess.input_shape[1:])).astype(np.float32)
+    x[1, 0, 3, 4] = np.inf
+    packed_out = [n.output[0] for n in model.graph.node if n.op_type in ("SpecConv", "SpecPool")]
+    assert len(packed_out) == 3
+    got = sess.run_tensors(x, packed_out)
+    for name in packed_out:
+        assert list(got[name][:, 3]) == [0, 1, 0], name
+    clean = sess.run_tensors(np.nan_to_num(x, posinf=0.0), packed_out)
+    for name in packed_out:
+        assert not clean[name][:, 3].any(), name
