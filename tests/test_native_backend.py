@@ -258,6 +258,11 @@ def test_tracked_bytes_follow_the_plan(models: dict, test_images: dict, name: st
     assert m["backend"] == "native-host" and m["batch"] == 4 and m["workspace_mode"] == "per_op"
     assert m["tracked_peak_bytes"] > 0 and isinstance(m["tracked_peak_node"], str)
     assert "device_peak_bytes" not in m  # host tensors: no device figure
+    # activations and op scratch as separate figures (issue 14): each the plan's own part
+    assert m["tracked_activation_peak_bytes"] == max(live for _, live, _ in s.last_steps)
+    assert m["tracked_op_workspace_peak_bytes"] == max(r.workspace_bytes for r in p.steps)
+    assert m["tracked_activation_peak_bytes"] <= m["tracked_peak_bytes"]
+    assert "library_scratch_peak_bytes" not in m  # a device figure only (cuda)
     if kind == "twin":
         assert m["tracked_peak_bytes"] == p.peak_bytes and m["workspace_bytes"] == 0
     else:
