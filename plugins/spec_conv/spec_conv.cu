@@ -55,7 +55,7 @@ struct HybArgs {
     sd_conv_producer in;
     sd_pipe a;
     int32_t mode, s0, ns, o0, no, b; /* chunk: samples s0.., channels o0.., input block b */
-    int32_t sb, ot, k, centre, e, pool;
+    int32_t sb, ot, k, centre, split, pool;
     int32_t C, F, Hs, Ws, Wh, oHs, oWs, oWh, oF;
     int64_t ldg;
     float bias_scale, fft_scale, out_scale;
@@ -90,7 +90,7 @@ __global__ void k_hyb_wt(const __grid_constant__ HybArgs h) {
     const int64_t t = i / kk;
     const int32_t c = (int32_t)(t % h.C);
     const int32_t ol = (int32_t)(t / h.C);
-    sd_gemm_store(h.Wt, ((int64_t)ol * kk + tap) * h.C + c, h.e, h.w[i + (int64_t)h.o0 * h.C * kk]);
+    sd_gemm_store(h.Wt, ((int64_t)ol * kk + tap) * h.C + c, n, h.split, h.w[i + (int64_t)h.o0 * h.C * kk]);
 }
 
 /* input tile of block b: Xt[c * ldg + (sl*128 + fl)*2 + {0,1}]; zeros past F and for skipped samples */
@@ -106,22 +106,27 @@ __global__ void k_hyb_xt(const __grid_constant__ HybArgs h) {
     sd_cf x = sd_cf_zero();
     if (hyb_wants(h, sl) && f < h.F) x = h.in.input(h.s0 + sl, c, f);
     const int64_t j = (int64_t)c * h.ldg + ((int64_t)sl * SD_BLOCK_F + fl) * 2;
-    sd_gemm_store(h.Xt, j, h.e, x.re);
-    sd_gemm_store(h.Xt, j + 1, h.e, x.im);
+    const int64_t nx = (int64_t)h.C * h.ldg; /* elements of the Xt matrix (lo half offset) */
+    sd_gemm_store(h.Xt, j, nx, h.split, x.re);
+    sd_gemm_store(h.Xt, j + 1, nx, h.split, x.im);
 }
 
-/* G[M][ldg] = Wt[M][K] Xt[K][ldg] over the first N columns. fp16 operands: tensor cores (WMMA
- * 16x16x16, fp32 accumulation), a 64x64 tile per block of 4 warps (2x2 warps of 2x2 fragments).
- * Accumulation order differs from the host's (DESIGN §7: masks agree up to a relative 1e-3 of beta). */
+/* G[M][ldg] = Wt[M][K] Xt[K][ldg] over the first N columns, fp16 values: each operand is a hi + lo pair
+ * of fp16 matrices (sd_gemm_store; lo at +M*K resp. +K*ldg halves), and G = hi*hi + hi*lo + lo*hi on
+ * the tensor cores (WMMA 16x16x16, fp32 accumulation): about fp32 precision at 3 MMAs per step. A 64x64
+ * tile per block of 4 warps (2x2 warps of 2x2 fragments). The host sums the same products in fp32 in
+ * c order: the two differ by summation order only (DESIGN §7: masks agree up to a relative 1e-3 of
+ * beta). */
 constexpr int kGT = 64, kGK = 32;
 __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ HybArgs h, int32_t M, int32_t N, int32_t K) {
     using namespace nvcuda;
-    __shared__ __align__(32) __half As[kGT][kGK + 8];
-    __shared__ __align__(32) __half Bs[kGK][kGT + 8];
+    __shared__ __align__(32) __half As[2][kGT][kGK + 8]; /* [hi, lo] */
+    __shared__ __align__(32) __half Bs[2][kGK][kGT + 8];
     __shared__ __align__(32) float Cs[4][16][16 + 4];
     if (!hyb_any(h)) return;
     const __half* Wt = (const __half*)h.Wt;
     const __half* Xt = (const __half*)h.Xt;
+    const int64_t wlo = (int64_t)M * K, xlo = (int64_t)K * h.ldg;
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
@@ -130,30 +135,44 @@ __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ Hy
     for (int i = 0; i < 2; ++i)
 #pragma unroll
         for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    const __half zero = __float2half(0.0f);
     for (int32_t k0 = 0; k0 < K; k0 += kGK) {
         for (int i = threadIdx.x; i < kGT * kGK; i += blockDim.x) {
             const int r = i / kGK, c = i % kGK;
             const int32_t gm = m0 + r, gk = k0 + c;
-            As[r][c] = (gm < M && gk < K) ? Wt[(int64_t)gm * K + gk] : __float2half(0.0f);
+            const bool in = gm < M && gk < K;
+            const int64_t at = (int64_t)gm * K + gk;
+            As[0][r][c] = in ? Wt[at] : zero;
+            As[1][r][c] = in ? Wt[wlo + at] : zero;
         }
         for (int i = threadIdx.x; i < kGK * kGT; i += blockDim.x) {
             const int r = i / kGT, c = i % kGT;
             const int32_t gk = k0 + r, gn = n0 + c;
-            Bs[r][c] = (gk < K && gn < N) ? Xt[(int64_t)gk * h.ldg + gn] : __float2half(0.0f);
+            const bool in = gk < K && gn < N;
+            const int64_t at = (int64_t)gk * h.ldg + gn;
+            Bs[0][r][c] = in ? Xt[at] : zero;
+            Bs[1][r][c] = in ? Xt[xlo + at] : zero;
         }
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < kGK; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> fb[2];
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2][2]; /* [hi/lo][i] */
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> fb[2][2]; /* [hi/lo][j] */
 #pragma unroll
-            for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], &As[wm + 16 * i][kk], kGK + 8);
+            for (int p = 0; p < 2; ++p)
 #pragma unroll
-            for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &Bs[kk][wn + 16 * j], kGT + 8);
+                for (int i = 0; i < 2; ++i) {
+                    wmma::load_matrix_sync(fa[p][i], &As[p][wm + 16 * i][kk], kGK + 8);
+                    wmma::load_matrix_sync(fb[p][i], &Bs[p][kk][wn + 16 * i], kGT + 8);
+                }
 #pragma unroll
             for (int i = 0; i < 2; ++i)
 #pragma unroll
-                for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+                for (int j = 0; j < 2; ++j) {
+                    wmma::mma_sync(acc[i][j], fa[1][i], fb[0][j], acc[i][j]); /* small terms first */
+                    wmma::mma_sync(acc[i][j], fa[0][i], fb[1][j], acc[i][j]);
+                    wmma::mma_sync(acc[i][j], fa[0][i], fb[0][j], acc[i][j]);
+                }
         }
         __syncthreads();
     }
@@ -303,7 +322,7 @@ struct DevHybPrep {
             h.b = b;
             k_hyb_xt<<<grid_of((int64_t)h.C * h.sb * SD_BLOCK_F, 256), 256, 0, st>>>(h);
             const dim3 g((unsigned)((N + kGT - 1) / kGT), (unsigned)((M + kGT - 1) / kGT));
-            if (h.e == 2)
+            if (h.split)
                 k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
             else
                 k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
@@ -367,7 +386,7 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
         h.ot = P.hyb_ot;
         h.k = P.k;
         h.centre = P.centre;
-        h.e = P.gemm_e;
+        h.split = P.gemm_split;
         h.pool = P.pool;
         h.C = P.C;
         h.F = P.F;

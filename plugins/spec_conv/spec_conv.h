@@ -216,18 +216,21 @@ struct sd_conv_producer {
 /*   G[(o, tap), (s, f)] = sum_c w[o, c, tap] X[c, (s, f)]     one real GEMM per block of 128 f     */
 /*   Y[o, f] = sum_u T_H(p, u) sum_v T_W(q, v) G[(o, (u, v)), f]  (+ bias on DC)                     */
 /*   y = relu(irfft2(Y)), pooled, Z = rfft2(pooled): direct DFTs over twiddle tables                 */
-/* The GEMM operands are rounded to fp16 for value_dtype fp16 (fp32 accumulation), as on the GPU's  */
-/* tensor cores; everything after the GEMM is the same SD_HD code on host and device.               */
+/* GEMM operands are fp32 (the GPU runs fp16 values' GEMMs on tensor cores as hi + lo fp16 pairs); */
+/* everything after the GEMM is the same SD_HD code on host and device.                             */
 
-/* GEMM operand storage: fp16 bits (e = 2) or fp32 (e = 4). */
-SD_HD inline void sd_gemm_store(void* buf, int64_t i, int32_t e, float v) {
-    if (e == 2)
-        ((uint16_t*)buf)[i] = sd_f32_to_f16(v);
-    else
+/* GEMM operand storage. fp32 (split = 0; the host, and the GPU for fp32 values), or a split pair of
+ * fp16 matrices (split = 1; the GPU's tensor cores for fp16 values): hi = fp16(v) at half index i,
+ * lo = fp16(v - hi) at half index n + i (n = elements of the matrix); hi*hi + hi*lo + lo*hi keeps
+ * about 22 bits of each product, so the GPU differs from the host's fp32 only by summation order. */
+SD_HD inline void sd_gemm_store(void* buf, int64_t i, int64_t n, int32_t split, float v) {
+    if (split) {
+        const uint16_t hi = sd_f32_to_f16(v);
+        ((uint16_t*)buf)[i] = hi;
+        ((uint16_t*)buf)[n + i] = sd_f32_to_f16(sd_fadd(v, -sd_f16_to_f32(hi)));
+    } else {
         ((float*)buf)[i] = v;
-}
-SD_HD inline float sd_gemm_load(const void* buf, int64_t i, int32_t e) {
-    return e == 2 ? sd_f16_to_f32(((const uint16_t*)buf)[i]) : ((const float*)buf)[i];
+    }
 }
 
 /* (a * b) mod n for a, b < 2^31 */

@@ -21,10 +21,10 @@ struct HostHybPrep {
         const sd::ConvPlan& p = *P;
         const int32_t o0 = r.og0 * sd_conv_producer::OT;
         const int32_t no = (p.O - o0) < p.hyb_ot ? (p.O - o0) : p.hyb_ot;
-        const int32_t k = p.k, kk = k * k, e = p.gemm_e;
+        const int32_t k = p.k, kk = k * k; /* fp32 operands (the GPU's split GEMM keeps ~fp32 precision) */
         const int64_t rows = (int64_t)kk * no, ldg = (int64_t)p.hyb_sb * 2 * SD_BLOCK_F;
-        void* Wt = base + p.h_wt;
-        void* Xt = base + p.h_xt;
+        float* Wt = (float*)(base + p.h_wt);
+        float* Xt = (float*)(base + p.h_xt);
         float* G = (float*)(base + p.h_g);
         sd_cf* Y = (sd_cf*)(base + p.h_y);
         sd_cf* A = (sd_cf*)(base + p.h_a);
@@ -39,7 +39,7 @@ struct HostHybPrep {
         for (int32_t ol = 0; ol < no; ++ol)
             for (int32_t tap = 0; tap < kk; ++tap)
                 for (int32_t c = 0; c < p.C; ++c)
-                    sd_gemm_store(Wt, ((int64_t)ol * kk + tap) * p.C + c, e, w[((int64_t)(o0 + ol) * p.C + c) * kk + tap]);
+                    Wt[((int64_t)ol * kk + tap) * p.C + c] = w[((int64_t)(o0 + ol) * p.C + c) * kk + tap];
         const int32_t NBin = sd_num_blocks(p.F);
         for (int32_t b = 0; b < NBin; ++b) {
             /* input tile: X[c, (s, f)] of this block, re/im interleaved; zeros past F */
@@ -50,8 +50,8 @@ struct HostHybPrep {
                         sd_cf x = sd_cf_zero();
                         if (sl < r.ns && want[sl] && f < p.F) x = in->input(r.s0 + sl, c, f);
                         const int64_t i = (int64_t)c * ldg + ((int64_t)sl * SD_BLOCK_F + fl) * 2;
-                        sd_gemm_store(Xt, i, e, x.re);
-                        sd_gemm_store(Xt, i + 1, e, x.im);
+                        Xt[i] = x.re;
+                        Xt[i + 1] = x.im;
                     }
             /* G = Wt Xt: fp32 accumulation over c in order (c outer, so the rows of Xt are read contiguously;
              * each element still sums c = 0, 1, ... with one rounding per FMA) */
@@ -60,9 +60,9 @@ struct HostHybPrep {
                 float* g = G + row * ldg;
                 for (int64_t n = 0; n < ncols; ++n) g[n] = 0.0f;
                 for (int32_t c = 0; c < p.C; ++c) {
-                    const float wv = sd_gemm_load(Wt, row * p.C + c, e);
+                    const float wv = Wt[row * p.C + c];
                     const int64_t x0 = (int64_t)c * ldg;
-                    for (int64_t n = 0; n < ncols; ++n) g[n] = sd_fma(wv, sd_gemm_load(Xt, x0 + n, e), g[n]);
+                    for (int64_t n = 0; n < ncols; ++n) g[n] = sd_fma(wv, Xt[x0 + n], g[n]);
                 }
             }
             /* Y of this block */

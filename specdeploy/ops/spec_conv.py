@@ -136,7 +136,7 @@ def hybrid_workspace(a: dict[str, Any], batch: int, O: int) -> int:
         ws += base.twiddle_workspace((Hs + 1) // 2, (Ws + 1) // 2)
     if batch > 0:
         sb, ot = min(batch, HYB_SAMPLES), min(int(O), HYB_CHANNELS)
-        e = 2 if a.get("value_dtype") == "fp16" else 4  # GEMM operands: fp16 for fp16 values
+        e = 4  # GEMM operands: fp32, or a hi + lo pair of fp16 on the GPU's tensor cores
         kk, F, cols = k * k, packed.num_coeffs(Hs, Ws), sb * 2 * 128
         ws += (base.align(e * kk * ot * C) + base.align(e * C * cols) + base.align(4 * kk * ot * cols)
                + 2 * base.align(base.COMPLEX64 * sb * ot * F) + base.align(4 * sb * ot * Hs * Ws))

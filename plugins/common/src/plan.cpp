@@ -221,11 +221,11 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     P.centre = P.hyb && P.in_domain == SD_DOMAIN_SPECTRAL ? P.k / 2 : 0;
     P.hyb_sb = batch < kHybSamples ? batch : kHybSamples;
     P.hyb_ot = P.O < kHybChannels ? P.O : kHybChannels;
-    P.gemm_e = P.vdt == SD_VALUE_FP16 ? 2 : 4;
+    P.gemm_split = P.vdt == SD_VALUE_FP16; /* the CUDA GEMM: hi/lo fp16 pairs on tensor cores */
     const double dense = P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in ? (double)batch * P.C * P.F * 8.0 : 0.0;
     const double kk = (double)P.k * P.k;
     const double hyb = !P.hyb ? 0.0
-                              : kk * P.hyb_ot * P.C * P.gemm_e + (double)P.C * P.hyb_sb * 256.0 * P.gemm_e +
+                              : kk * P.hyb_ot * P.C * 4.0 + (double)P.C * P.hyb_sb * 256.0 * 4.0 +
                                     kk * P.hyb_ot * P.hyb_sb * 256.0 * 4.0 + 2.0 * P.hyb_sb * P.hyb_ot * (double)P.F * 8.0 +
                                     (double)P.hyb_sb * P.hyb_ot * (double)P.Hs * P.Ws * 4.0;
     if ((st = bytes_ok(op, dense + hyb + (double)batch * SD_HIST_WORDS * 4.0)) != SD_OK) return st;
@@ -237,8 +237,8 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     if (P.hyb && batch > 0) {
         const size_t rows = (size_t)P.k * P.k * P.hyb_ot, cols = (size_t)P.hyb_sb * 2 * SD_BLOCK_F;
         const size_t chunk = (size_t)P.hyb_sb * P.hyb_ot;
-        P.h_wt = wb.take((size_t)P.gemm_e * rows * P.C);
-        P.h_xt = wb.take((size_t)P.gemm_e * P.C * cols);
+        P.h_wt = wb.take(sizeof(float) * rows * P.C);
+        P.h_xt = wb.take(sizeof(float) * P.C * cols);
         P.h_g = wb.take(sizeof(float) * rows * cols);
         P.h_y = wb.take(sizeof(sd_cf) * chunk * P.F);
         P.h_a = wb.take(sizeof(sd_cf) * chunk * P.F);

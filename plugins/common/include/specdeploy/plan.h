@@ -37,10 +37,10 @@ struct ConvPlan {
     int32_t in_domain = 0, activation = 0, vdt = 0, x_type = 0, has_bias = 0;
     /* output spectral size: Hs x Ws, or ceil(Hs/2) x ceil(Ws/2) with a pool */
     int32_t pool = 0, oHs = 0, oWs = 0, oWh = 0, oF = 0;
-    /* hybrid (activation RELU): chunk of hyb_sb samples x hyb_ot channels; GEMM operand element size
-     * gemm_e (2: fp16 operands for value_dtype fp16, 4: fp32); kernel centre (k//2 for a spectral
-     * input, 0 for a spatial one) */
-    int32_t hyb = 0, hyb_sb = 0, hyb_ot = 0, gemm_e = 0, centre = 0;
+    /* hybrid (activation RELU): chunk of hyb_sb samples x hyb_ot channels; GEMM operands are fp32
+     * (4 bytes per element); gemm_split: the CUDA GEMM runs them on tensor cores as hi + lo fp16 pairs
+     * (value_dtype fp16), else SIMT fp32; kernel centre (k//2 for a spectral input, 0 for a spatial one) */
+    int32_t hyb = 0, hyb_sb = 0, hyb_ot = 0, gemm_split = 0, centre = 0;
     float out_scale = 0.0f; /* 1/sqrt(oHs*oWs) */
     int32_t stream_in = 0; /* spatial input: 1 = spectrum recomputed per tile (no X buffer), 0 = dense X */
     float beta = 0.0f;
@@ -50,8 +50,8 @@ struct ConvPlan {
     PipeWs pipe;
     size_t tw_h = 0, tw_w = 0, X = 0; /* twiddle tables (Hs, Ws entries), spatial spectrum B*C*F */
     size_t tw_h2 = 0, tw_w2 = 0;      /* hybrid: twiddles of the output size (oHs, oWs entries) */
-    /* hybrid chunk buffers: weight tile [hyb_ot*k*k][C], input tile [C][hyb_sb*256] (both gemm_e
-     * bytes per element), GEMM result [hyb_ot*k*k][hyb_sb*256] fp32, spectrum Y and stage A
+    /* hybrid chunk buffers: weight tile [hyb_ot*k*k][C], input tile [C][hyb_sb*256] (4 bytes per
+     * element: fp32, or the hi then the lo fp16 matrix of a split GEMM), GEMM result [hyb_ot*k*k][hyb_sb*256] fp32, spectrum Y and stage A
      * [hyb_sb][hyb_ot][F] complex (reused for the forward stages), spatial map [hyb_sb][hyb_ot][Hs*Ws] */
     size_t h_wt = 0, h_xt = 0, h_g = 0, h_y = 0, h_a = 0, h_sp = 0;
     size_t ws_bytes = 0;              /* total, including kWsAlign slack */
