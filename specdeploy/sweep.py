@@ -21,6 +21,9 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from specdeploy import outputs
+from specdeploy.argtypes import float_at_least, positive_int
+
 __all__ = ["run_sweep", "parse_betas", "pareto_front", "write_csv", "write_plot", "register"]
 
 
@@ -108,21 +111,47 @@ def run_sweep(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Export ``ckpt`` at every beta, evaluate and plan each; returns (and writes) the sweep document."""
-    from tqdm.auto import tqdm
-
-    from specdeploy import checkpoint, memory, runtime, zoo
-    from specdeploy.export import export_checkpoint, export_model
+    from specdeploy import checkpoint
 
     betas = [float(b) for b in betas]
     if not betas or any(not math.isfinite(b) or b < 0 for b in betas):
         raise ValueError(f"betas must be finite and >= 0, got {betas}")
     out = Path(out)
-    (out / "onnx").mkdir(parents=True, exist_ok=True)
     act = "fp16" if value_dtype == "fp16" else "fp32"
     common = dict(batch=None, max_batch=max(eval_batch, batch), value_dtype=value_dtype)
     doc_cfg = checkpoint.read_config(ckpt)
     if doc_cfg["model"].get("domain") != "spectral":
         raise ValueError(f"{ckpt}: the sweep needs a spectral checkpoint, this one is {doc_cfg['model'].get('domain')!r}")
+    if twin is not None:
+        twin_domain = checkpoint.read_config(twin)["model"].get("domain")
+        if twin_domain != "spatial":
+            raise ValueError(f"{twin}: --twin must be a spatial checkpoint, this one is {twin_domain!r}")
+    _check_data(doc_cfg, data, data_dir)
+    with outputs.created_dirs(out / "onnx"):  # a sweep that fails before writing anything leaves no folders
+        return _sweep(ckpt, betas, out, twin, data, data_dir, samples, calib_samples, value_dtype, margin, backend,
+                      batch, eval_batch, progress, act, common, doc_cfg)
+
+
+def _check_data(doc_cfg: dict[str, Any], data: str | None, data_dir: str | None) -> None:
+    """Both splits the sweep reads exist (DataError naming the fix) before anything is exported."""
+    from specdeploy import data as datasets
+
+    name = data or (doc_cfg.get("data") or {}).get("name")
+    if not name:
+        raise ValueError("no data set given (--data) and the checkpoint records none")
+    m = doc_cfg["model"]
+    for split in ("train", "test"):
+        datasets.prepare(name, split, m.get("input_size"), m.get("in_channels"), samples=4, data_dir=data_dir)
+
+
+def _sweep(ckpt: str | Path, betas: list[float], out: Path, twin: str | Path | None, data: str | None,
+           data_dir: str | None, samples: int | None, calib_samples: int, value_dtype: str, margin: float,
+           backend: str, batch: int, eval_batch: int, progress: bool, act: str, common: dict[str, Any],
+           doc_cfg: dict[str, Any]) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from specdeploy import memory, runtime, zoo
+    from specdeploy.export import export_checkpoint, export_model
 
     twin_path = out / "onnx" / "twin.onnx"
     twin_row: dict[str, Any] = {"checkpoint": None if twin is None else str(twin), "path": str(twin_path)}
@@ -164,7 +193,7 @@ def run_sweep(
         "value_dtype": value_dtype, "activation_dtype": act, "batch": batch, "margin": margin,
         "calib_samples": calib_samples, "twin": twin_row, "rows": rows, "environment": environment(backend),
     }
-    (out / "sweep.json").write_text(json.dumps(doc, indent=2))
+    outputs.write_text(out / "sweep.json", json.dumps(doc, indent=2))
     write_csv(doc, out / "sweep.csv")
     write_plot(doc, out / "pareto.png")
     return doc
@@ -174,7 +203,7 @@ def write_csv(doc: dict[str, Any], path: str | Path) -> Path:
     """One row per beta: beta, kept_mean, accuracy, overflowed, planned bytes and ratios, pareto."""
     fields = ["beta", "kept_mean", "accuracy", "overflowed", "samples", "planned_peak_bytes", "planned_ratio",
               "planned_live_ratio", "pareto"]
-    with Path(path).open("w", newline="") as f:
+    with outputs.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in doc["rows"]:
@@ -209,12 +238,18 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     ax.set_title("accuracy vs memory over beta")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with outputs.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
 def _cmd_sweep(args: Any) -> int:
+    from specdeploy.bench import _require_matplotlib
+
+    _require_matplotlib("specdeploy sweep (pareto.png)")
     doc = run_sweep(args.checkpoint, parse_betas(args.betas), args.out, twin=args.twin, data=args.data,
                     data_dir=args.data_dir, samples=args.samples, calib_samples=args.calib_samples,
                     value_dtype=args.value_dtype, margin=args.margin, backend=args.backend, batch=args.batch,
@@ -235,13 +270,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--betas", default="0,0.25,...,2.0", help="e.g. 0,0.5,1 or 0,0.25,...,2.0")
     p.add_argument("--twin", default=None, help="the spatial twin's checkpoint (for its accuracy)")
     p.add_argument("--data", default=None, help="data set (default: the checkpoint's)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--samples", type=int, default=500, help="test samples per accuracy")
-    p.add_argument("--calib-samples", type=int, default=256, help="training samples for calibration")
-    p.add_argument("--value-dtype", choices=("fp32", "fp16"), default="fp16")
-    p.add_argument("--margin", type=float, default=1.1, help="capacity = max nnz seen * margin")
-    p.add_argument("--backend", choices=("reference", "ort"), default="ort")
-    p.add_argument("--batch", type=int, default=1, help="batch of the planned memory figures")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--data-dir", default=None, help="directory holding the data set's files")
+    p.add_argument("--samples", type=positive_int, default=500, help="test samples per accuracy (default 500)")
+    p.add_argument("--calib-samples", type=positive_int, default=256,
+                   help="training samples for calibration (default 256)")
+    p.add_argument("--value-dtype", choices=("fp32", "fp16"), default="fp16",
+                   help="precision of the packed values (default fp16)")
+    p.add_argument("--margin", type=float_at_least(1.0), default=1.1,
+                   help="capacity = max nnz seen * margin (>= 1, default 1.1)")
+    p.add_argument("--backend", choices=("reference", "ort"), default="ort",
+                   help="CPU backend for the accuracy (default ort)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch of the planned memory figures (default 1)")
+    p.add_argument("--out", required=True, help="output directory (sweep.json, sweep.csv, pareto.png, onnx/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory's files")
     p.set_defaults(func=_cmd_sweep)
