@@ -6,7 +6,8 @@ build) must follow the same three rules, and each is easy to get subtly wrong on
 1. Never overwrite an input. ``check_output`` compares the output with every input by resolved path
    *and* by inode (a hard link or a symlink to the input is still the input), and treats an input
    directory (a checkpoint) as all of the files inside it. ``--force`` does not lift this rule.
-2. Refuse an existing output unless the user said ``--force``, and say so *before* the work: a
+2. Refuse an existing output (an empty directory excepted) unless the user said ``--force``, and say
+   so *before* the work: a
    training run must not be lost on "File exists" after it finished. Every verb calls
    ``check_outputs`` right after parsing, before it loads data or trains.
 3. Write atomically: a temporary file next to the target, then ``os.replace``. An interrupted run
@@ -80,7 +81,7 @@ def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathL
             raise OutputError(f"{flag} {out} is a directory, expected a file path")
         if kind == "dir" and not out.is_dir():
             raise OutputError(f"{flag} {out} exists and is not a directory")
-        if not force:
+        if not force and not _empty_dir(out):  # an empty directory holds nothing to lose
             what = "directory" if out.is_dir() else "file"
             raise OutputError(f"{flag} {out} already exists ({what}); pass --force to replace it")
     parent = _existing_ancestor(out.parent)
@@ -104,6 +105,10 @@ def check_outputs(outputs: Sequence[tuple[str, str | os.PathLike[str] | None, st
             if out.resolve() == other.resolve():
                 raise OutputError(f"{flag} and {other_flag} are the same path {out}")
         seen.append((flag, out))
+
+
+def _empty_dir(p: Path) -> bool:
+    return p.is_dir() and not p.is_symlink() and next(p.iterdir(), None) is None
 
 
 def _existing_ancestor(p: Path) -> Path:
@@ -162,7 +167,7 @@ def atomic_dir(target: str | os.PathLike[str], *, force: bool = False) -> Iterat
             yield tmp
             os.chmod(tmp, 0o777 & ~_umask())
             if target.exists():
-                if not force:
+                if not force and not _empty_dir(target):
                     raise OutputError(f"{target} already exists; pass --force to replace it")
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
                 os.replace(target, old / "x")
