@@ -11,27 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.models import trained_like
 from specdeploy import checkpoint, opset, packed, recipes, zoo
 from specdeploy.cli import main as cli_main
 from specdeploy.export import ExportError, export_checkpoint, export_model, schemas
-
-SMALL = {
-    "lenet5": {"in_channels": 1},
-    "alexnet": {"width": 0.125},
-    "vgg16": {"width": 0.125},
-    "densenet": {"depth": 10, "growth": 4},
-}
-
-
-def trained_like(name: str, domain: str, **kw: object) -> zoo.ZooModel:
-    """A model whose normalization/BN statistics have moved off their initial values."""
-    torch.manual_seed(0)
-    m = zoo.create(name, domain=domain, **{**SMALL[name], **kw})
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.randn(8, m.config.in_channels, 32, 32))
-    return m.eval()
 
 
 def calib(m: zoo.ZooModel, n: int = 16) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -28,168 +27,35 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the native backends use torch tensors as buffers")
 
-from specdeploy import bench, memory, native, runtime, zoo  # noqa: E402
+from helpers.native_backend import (  # noqa: E402  (shared with test_native_backend_gpu.py)
+    RTOL,
+    SMALL,
+    VALUE_DTYPES,
+    _x,
+    assert_logits_close,
+    assert_same_headers,
+    assert_steps_follow_plan,
+    export_overflowing,
+    export_suite,
+    have_data,
+    reference_tensors,
+)
+from specdeploy import bench, memory, native, runtime  # noqa: E402
 from specdeploy.runtime.errors import BackendUnavailableError, ModelError  # noqa: E402
-
-SMALL: dict[str, dict[str, Any]] = {
-    "lenet5": {"in_channels": 1},
-    "vgg16": {"width": 0.125},
-    "densenet": {"depth": 10, "growth": 4},
-}
-VALUE_DTYPES = ("fp32", "fp16")
-DATA = "fashion-mnist"
-CALIB = 16
-RTOL = {"fp32": 1e-4, "fp16": 1e-3}
-
-# ------------------------------------------------------------------------------------------------
-# shared helpers (also imported by test_native_backend_gpu.py)
-
-
-def trained_like(name: str, domain: str, **kw: Any) -> "zoo.ZooModel":
-    """A seeded model whose normalization/BN statistics moved off their initial values (as trained)."""
-    torch.manual_seed(0)
-    m = zoo.create(name, domain=domain, **{**SMALL[name], **kw})
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.randn(8, m.config.in_channels, 32, 32))
-    return m.eval()
-
-
-def images(config: "zoo.ModelConfig", n: int, *, split: str = "train", seed: int = 0) -> tuple[np.ndarray, bool]:
-    """``n`` normalized images fitted to the model (real Fashion-MNIST if installed, else Gaussian)."""
-    from specdeploy import data as datasets
-    from specdeploy.export import calibration_images
-
-    try:
-        if split == "train":
-            return calibration_images(config, DATA, n, seed=seed), True
-        ds = datasets.prepare(DATA, "test", config.input_size, config.in_channels, samples=n, seed=seed)
-        return datasets.normalize(ds.images, DATA), True
-    except datasets.DataNotFoundError:
-        rng = np.random.default_rng(seed + (0 if split == "train" else 1000))
-        x = rng.standard_normal((n, config.in_channels, config.input_size, config.input_size)).astype(np.float32)
-        return x, False
-
-
-def have_data() -> bool:
-    from specdeploy import data as datasets
-
-    try:
-        datasets.load(DATA, "test")
-        return True
-    except datasets.DataNotFoundError:
-        return False
-
-
-def export_suite(out: Path, *, max_batch: int = 8) -> dict[tuple[str, str], Path]:
-    """Export every test model once: keys (name, "fp32"|"fp16") spectral, (name, "twin") spatial.
-
-    Dynamic batch up to ``max_batch``; capacities calibrated on real training images (margin 1.1);
-    metadata names the data set so the bench can evaluate them.
-    """
-    from specdeploy.export import export_model
-
-    meta = {"specdeploy.data": {"name": DATA}}
-    files: dict[tuple[str, str], Path] = {}
-    for name in SMALL:
-        spec = trained_like(name, "spectral")
-        calib, _ = images(spec.config, CALIB)
-        for vd in VALUE_DTYPES:
-            files[(name, vd)] = export_model(spec, out / f"{name}_{vd}.onnx", batch=None, max_batch=max_batch,
-                                             value_dtype=vd, calib_images=calib, metadata=meta).path
-        twin = trained_like(name, "spatial")
-        files[(name, "twin")] = export_model(twin, out / f"{name}_twin.onnx", batch=None, max_batch=max_batch,
-                                             metadata=meta).path
-    return files
-
-
-def export_overflowing(out: Path, name: str, value_dtype: str, *, scale: float, calib_n: int = 4) -> Path:
-    """A spectral export whose capacities are too small for real inputs: calibrated on ``calib_n``
-    images scaled by ``scale`` with margin 1.0 (scale < 1 -> fewer coefficients pass beta)."""
-    from specdeploy.export import export_model
-
-    spec = trained_like(name, "spectral")
-    calib, _ = images(spec.config, calib_n, split="test")
-    return export_model(spec, out / f"{name}_{value_dtype}_small_cap.onnx", batch=None, max_batch=8,
-                        value_dtype=value_dtype, calib_images=calib * np.float32(scale), margin=1.0).path
-
-
-def assert_logits_close(got: np.ndarray, ref: np.ndarray, rtol: float, what: str) -> None:
-    assert got.shape == ref.shape and got.dtype == np.float32, f"{what}: {got.dtype} {got.shape} vs {ref.shape}"
-    scale = float(np.abs(ref).max()) or 1.0
-    err = float(np.abs(got - ref).max()) / scale
-    assert err <= rtol, f"{what}: logits differ by {err:.3g} of the largest logit (> {rtol})"
-
-
-def reference_tensors(path: Path, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """Intermediate tensors from the reference backend's evaluator (full packed rows)."""
-    sess = runtime.load(path, "reference")
-    res = sess._evaluator.run(names, {sess.info.input_name: x})
-    return dict(zip(names, res))
-
-
-def assert_same_headers(got: np.ndarray, ref: np.ndarray, what: str) -> None:
-    """nnz, overflowed, beta_used of every sample, word for word."""
-    g, r = got[:, :3].view(np.uint32), ref[:, :3].view(np.uint32)
-    if not np.array_equal(g, r):
-        n = int(np.flatnonzero((g != r).any(axis=1))[0])
-        pytest.fail(f"{what}: header of sample {n} differs: got nnz={g[n, 0]} overflowed={g[n, 1]} "
-                    f"beta_used={got[n, 2:3].view(np.float32)[0]!r}, reference nnz={r[n, 0]} overflowed={r[n, 1]} "
-                    f"beta_used={ref[n, 2:3].view(np.float32)[0]!r}")
-
-
-def assert_steps_follow_plan(sess: Any, plan: "memory.MemoryPlan", what: str) -> None:
-    """The last run's account equals the planner's live bytes at every step (fp32 standard ops); the
-    executor also keeps each overflow tap's 16-byte header per sample; each op's workspace is the
-    library's real size and equals the planner's declared one."""
-    steps = sess.last_steps
-    assert [n for n, _, _ in steps] == [r.node for r in plan.steps], what
-    headers = 0
-    for (node, live, ws), r in zip(steps, plan.steps):
-        headers += 16 * plan.batch * sum(o in sess.info.overflow_taps for o in r.outputs)
-        assert live - headers == r.live_bytes, f"{what} step {node}: {live - headers} bytes live, planned {r.live_bytes}"
-        assert ws == r.workspace_bytes, f"{what} step {node}: workspace {ws} != declared {r.workspace_bytes}"
-
 
 # ------------------------------------------------------------------------------------------------
 # fixtures
 
 
-@pytest.fixture(scope="session")
-def host_lib_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """libspecdeploy_host.so built from this checkout once per session (fails, never skips)."""
-    bdir = tmp_path_factory.mktemp("native_backend_host_build")
-    try:
-        path = native.build("host", bdir)
-    except native.NativeBuildError as e:
-        pytest.fail(f"building the host library failed (g++ and cmake are required in CI):\n{e}")
-    return path
-
-
 @pytest.fixture(autouse=True)
 def _host_lib_env(monkeypatch: pytest.MonkeyPatch, host_lib_path: Path) -> None:
-    """runtime.load(..., "native-host") and the CLI find the library without options."""
+    """runtime.load(..., "native-host") and the CLI find the library (tests/conftest.py) without options."""
     monkeypatch.setenv("SPECDEPLOY_HOST_LIB", str(host_lib_path))
 
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
     return export_suite(tmp_path_factory.mktemp("native_backend_models"))
-
-
-@pytest.fixture(scope="session")
-def test_images() -> dict[int, np.ndarray]:
-    """Eight test images per input channel count (1: LeNet-5, 3: the others)."""
-    out = {}
-    for c in (1, 3):
-        cfg = zoo.ModelConfig(model="lenet5" if c == 1 else "vgg16", in_channels=c)
-        out[c], _ = images(cfg, 8, split="test", seed=1)
-    return out
-
-
-def _x(models: dict, test_images: dict, name: str) -> np.ndarray:
-    return test_images[runtime.read_model(models[(name, "twin")]).input_shape[1]]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ if not torch.cuda.is_available():
 
 from specdeploy import bench, memory, native, runtime  # noqa: E402
 from specdeploy.runtime.errors import BackendUnavailableError  # noqa: E402
-from test_native_backend import (  # noqa: E402  (shared models, images and comparison rules)
+from helpers.native_backend import (  # noqa: E402  (shared models, images and comparison rules)
     RTOL,
     SMALL,
     VALUE_DTYPES,
@@ -36,7 +36,6 @@ from test_native_backend import (  # noqa: E402  (shared models, images and comp
     export_suite,
     have_data,
     reference_tensors,
-    test_images,  # noqa: F401  (a fixture: eight test images per input channel count)
     _x,
 )
 

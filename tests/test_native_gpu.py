@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch", reason="the GPU tests use torch CUDA buffer
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device visible to torch", allow_module_level=True)
 
-from test_native_host import (  # noqa: E402  (shared grid and comparison rules)
+from helpers.native_host import (  # noqa: E402  (shared grid and comparison rules)
     CONCAT_CASES,
     CONV_SETTINGS,
     CONV_SPATIAL,

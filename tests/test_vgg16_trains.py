@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from specdeploy import zoo
 from specdeploy.train import TrainConfig, evaluate, loaders_for, train
 
 
+@pytest.mark.slow
 def test_spec_vgg16_trains_on_fashion_mnist() -> None:
     torch.manual_seed(0)
     config = zoo.ModelConfig(model="vgg16", domain="spectral", in_channels=1, beta=1.0, width=0.125)
