@@ -355,3 +355,12 @@ def test_setup_second_run_only_checks(tmp_path: Path, satisfied: bool) -> None:
         assert "pip install" not in calls and "nothing installed" in proc.stdout
     else:  # a fresh machine: everything is installed (then the stand-in's check fails again: exit != 0)
         assert "-m pip install -q torch==2.13.0" in calls and "-m pip install -q -e .[export,ort,data,plot,dev]" in calls
+
+
+def test_demo_trains_with_the_free_cores_only() -> None:
+    """2 torch threads on 2 busy cores were 4-6x slower than 1 (README): the demo takes what is free."""
+    from specdeploy.demo import pick_threads
+
+    assert pick_threads(cpus=2, load=12.4) == 1
+    assert pick_threads(cpus=2, load=0.3) == 2
+    assert pick_threads(cpus=16, load=5.0) == 11
