@@ -127,6 +127,7 @@ def test_train_checks_its_output_before_training(tmp_path: Path, capsys: pytest.
     monkeypatch.setattr(train_mod, "loaders_for", no_training)
     monkeypatch.setattr(train_mod, "train", no_training)
     (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "model.safetensors").write_bytes(b"an earlier run")
     rc, out, err = run_cli(["train", "--model", "lenet5", "--data", "fashion-mnist", "--out", str(tmp_path / "runs")],
                            capsys)
     assert rc == 2 and "already exists" in err and "--force" in err
