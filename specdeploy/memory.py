@@ -4,17 +4,19 @@ Why a planner and not only measurements: it is deterministic, needs no GPU, runs
 figure an engine with an ideal allocator would reach, so the spectral model and its twin are compared
 on what their graphs *need*, not on what an allocator happened to do. The rules (docs/bench.md):
 
-* Steps are the nodes in topological order (file order when it is one; Constant nodes are weights).
-* A tensor is live from the step that produces it (graph input: step 0) to its last reader (graph
-  outputs: the last step). At each step the live tensors' bytes plus the op's declared workspace are
-  summed; the peak over steps is the planned peak, reported with the node where it occurs.
+* Steps, views, in-place fusion and live ranges follow ``specdeploy.liveness`` (the one rule, shared
+  with the native executor): steps are the nodes in topological order (file order when it is one;
+  Constant nodes are weights); a tensor is live from the step that produces it (graph input: step 0)
+  to its last reader (graph outputs: the last step); views (Flatten, Reshape, Squeeze, Unsqueeze,
+  Identity, Dropout) alias their input; Relu, Clip, LeakyRelu and Add of a constant directly after
+  Conv/Gemm/MatMul write in place when the producer's output has no other reader (be fair to the
+  twin, as TensorRT fuses): no new tensor, the buffer's live range is extended. At each step the live
+  tensors' bytes plus the op's declared workspace are summed; the peak over steps is the planned
+  peak, reported with the node where it occurs.
 * Weights (initializers, Constant outputs) are reported separately, never as activations.
-* Fused elementwise (be fair to the twin, as TensorRT fuses): Relu, Clip, LeakyRelu, and Add of a
-  constant (bias) directly after Conv/Gemm/MatMul (or after such a fused op) write in place when the
-  producer's output has no other reader: no new tensor, the buffer's live range is extended.
-* Views: Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout alias their input (no copy).
 * Workspace: each specdeploy op declares exactly what the native library's ``*_workspace_size``
-  returns at the planned batch (``declared_workspace`` ports plugins/common/src/plan.cpp; a CI test
+  returns at the planned batch (each op's ``workspace`` in ``specdeploy.ops`` ports
+  plugins/common/src/plan.cpp; a CI test
   holds the two equal), so the plan and the cuda backend's allocator peak count the same bytes, and
   a TensorRT plugin the same at its profile's maximum batch. That is the overflow pipeline's per-sample level histogram and threshold words (every op
   with a packed output), the DFT twiddle tables (SpecConv, SpecToSpatial), and for SpecConv with
@@ -38,7 +40,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specdeploy import packed
+from specdeploy import liveness, ops
+from specdeploy.liveness import FUSED_ELEMENTWISE, VIEW_OPS
+from specdeploy.ops._base import HIST_LEVELS, WS_ALIGN  # noqa: F401  (the library layout the plan ports)
+from specdeploy.ops._base import align as _align  # noqa: F401  (tests size the dense spectrum with it)
+from specdeploy.ops.spec_conv import streams_input
 
 __all__ = [
     "ACTIVATION_DTYPES",
@@ -54,9 +60,6 @@ __all__ = [
 ]
 
 ACTIVATION_DTYPES = ("fp32", "fp16")
-FUSED_ELEMENTWISE = ("Relu", "Clip", "LeakyRelu", "Add")
-_FUSE_INTO = ("Conv", "Gemm", "MatMul")
-VIEW_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout")
 GRAPH_INPUT = "(graph input)"
 
 
@@ -151,65 +154,18 @@ def _fmt(n: int) -> str:
     return f"{n} B"
 
 
-# The native library's workspace layout (plugins/common/src/plan.cpp, threshold.h): sub-buffers
-# aligned to WS_ALIGN, plus WS_ALIGN of slack for an unaligned base pointer.
-WS_ALIGN = 256
-HIST_LEVELS = 600  # SD_NLEV: levels of the overflow grid's per-sample histogram (uint32 each)
-_COMPLEX64 = 8
-
-
-def _align(n: int) -> int:
-    return (n + WS_ALIGN - 1) // WS_ALIGN * WS_ALIGN
-
-
-def _twiddle_workspace(Hs: int, Ws: int) -> int:
-    """The DFT twiddle tables of the Hs- and Ws-point transforms (SpecConv, SpecToSpatial)."""
-    return _align(_COMPLEX64 * Hs) + _align(_COMPLEX64 * Ws)
-
-
-def _pipeline_workspace(batch: int) -> int:
-    """Ops with a packed output: the level histogram, then threshold/owner/flag words per sample."""
-    return _align(4 * batch * HIST_LEVELS) + _align(12 * batch)
-
-
-def streams_input(O: int, H: int, W: int, k: int) -> bool:
-    """Whether a spatial-input SpecConv recomputes its input spectrum per tile instead of storing it.
-
-    The library's automatic choice (``sd::conv_streams_input``, plugins/spec_conv/README.md): stream
-    when recomputing each coefficient for every tile of 8 output channels, ``ceil(O/8) * (H*W + H)``
-    multiply-adds, costs at most 8x the op's own work per coefficient, ``O * (k*k + k + 1)``. Small
-    first layers (LeNet-5: O = 6 on 32x32) then need no dense spectrum at all; wide ones keep it.
-    """
-    return -(-O // 8) * (H * W + H) <= 8 * O * (k * k + k + 1)
-
-
 def declared_workspace(op: str, attrs: dict[str, Any], batch: int, out_channels: int | None = None) -> int:
     """Workspace bytes a specdeploy op declares at ``batch`` (DESIGN §5): the library's own figure.
 
     ``out_channels`` (O, the weight's first dimension) is needed for a spatial-input SpecConv: it
     decides whether the input spectrum is streamed. Why a port and not a call: the planner must run
-    from the ONNX file alone, without the native library (CI without a compiler, a laptop).
+    from the ONNX file alone, without the native library (CI without a compiler, a laptop). Each op's
+    ``workspace`` (``specdeploy.ops.<op>``) ports plugins/common/src/plan.cpp;
     tests/test_native_host.py checks it against ``sd_*_workspace_size`` of the host library over a
     grid of attributes and batches, tests/test_native_backend.py for every op of real exports.
     Standard ops declare 0.
     """
-    if batch < 0:
-        raise ValueError(f"batch must be >= 0, got {batch}")
-    if op == "SpecConv":
-        Hs, Ws = int(attrs["Hs"]), int(attrs["Ws"])
-        ws = _pipeline_workspace(batch) + _twiddle_workspace(Hs, Ws)
-        if attrs.get("in_domain") == "spatial":
-            if out_channels is None:
-                raise ValueError("declared_workspace: a spatial-input SpecConv needs out_channels (O)")
-            k = int(attrs["k"])
-            if not streams_input(int(out_channels), Hs - k + 1, Ws - k + 1, k):
-                ws += _align(_COMPLEX64 * batch * int(attrs["C"]) * packed.num_coeffs(Hs, Ws))
-        return ws + WS_ALIGN
-    if op in ("SpecPool", "SpecConcat"):
-        return _pipeline_workspace(batch) + WS_ALIGN
-    if op == "SpecToSpatial":
-        return _twiddle_workspace(int(attrs["Hs"]), int(attrs["Ws"])) + WS_ALIGN
-    return 0
+    return ops.declared_workspace(op, attrs, batch, out_channels)
 
 
 def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32") -> MemoryPlan:
@@ -228,17 +184,9 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
     g = info.model.graph
     weights = info.weights
     spec_by_index = {n.index: n for n in info.spec_nodes}
-    nodes = list(g.node)
-    # read_model put the nodes in topological order; Constant nodes are weights, not steps
-    order = [i for i, n in enumerate(nodes) if not (n.op_type == "Constant" and n.domain in ("", "ai.onnx"))]
-    step_of = {idx: s for s, idx in enumerate(order)}
-    last_step = len(order) - 1
-    readers: dict[str, list[int]] = {}
-    for idx in order:
-        for x in nodes[idx].input:
-            if x and x not in weights:
-                readers.setdefault(x, []).append(step_of[idx])
     outputs = {o.name for o in g.output}
+    # read_model put the nodes in topological order; the views, fusion and last uses: specdeploy.liveness
+    live = liveness.analyse(list(g.node), weights, info.input_name, outputs)
 
     def size(name: str, producer_spec: bool) -> tuple[int, str]:
         t = tensors.get(name)
@@ -249,61 +197,37 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
         return t.nbytes(), t.dtype
 
     rows: dict[str, TensorRow] = {}
-    buffer_of: dict[str, str] = {}  # tensor -> the tensor owning its buffer
-    fused_ok: set[str] = set()  # tensors an elementwise op may be fused into
     nbytes, dtype = size(info.input_name, True)  # the input binding stays as declared
     rows[info.input_name] = TensorRow(info.input_name, GRAPH_INPUT, "input", tensors[info.input_name].shape,  # type: ignore[arg-type]
                                       dtype, nbytes, 0, 0)
-    buffer_of[info.input_name] = info.input_name
-    workspace = [0] * len(order)
-    for s, idx in enumerate(order):
-        n = nodes[idx]
+    workspace = [0] * len(live.steps)
+    for st in live.steps:
+        s, idx, n = st.pos, st.index, st.node
         spec = spec_by_index.get(idx)
         if spec is not None:
             O = None
-            if spec.op == "SpecConv" and spec.attrs.get("in_domain") == "spatial":
+            if ops.REGISTRY[spec.op].weight_inputs:  # the output channels, for a workspace that needs them
                 O = int(weights[spec.inputs[1]].shape[0])  # type: ignore[index]  (read_model: an initializer)
             workspace[s] = declared_workspace(spec.op, spec.attrs, B, O)
-        data_in = [x for x in n.input if x and x not in weights]
-        alias = None
-        if n.op_type in VIEW_OPS and data_in:
-            alias = data_in[0]
-        elif (n.op_type in FUSED_ELEMENTWISE and len(data_in) == 1 and data_in[0] in fused_ok
-              and len(readers.get(data_in[0], [])) == 1 and data_in[0] not in outputs):
-            alias = data_in[0]
         for o in n.output:
             if not o:
                 continue
             shape = tensors[o].shape if o in tensors else ()
-            if alias is not None:
-                owner = buffer_of[alias]
-                buffer_of[o] = owner
-                rows[o] = TensorRow(o, n.name or f"#{idx}", n.op_type, shape, rows[owner].dtype, 0, s, s, owner)  # type: ignore[arg-type]
+            owner = live.buffer_of[o]
+            if owner != o:
+                rows[o] = TensorRow(o, st.name, n.op_type, shape, rows[owner].dtype, 0, s, s, owner)  # type: ignore[arg-type]
             else:
                 nbytes, dtype = size(o, spec is not None)
-                buffer_of[o] = o
-                rows[o] = TensorRow(o, n.name or f"#{idx}", n.op_type, shape, dtype, nbytes, s, s)  # type: ignore[arg-type]
-            if n.domain in ("", "ai.onnx") and (n.op_type in _FUSE_INTO or alias is not None and n.op_type in FUSED_ELEMENTWISE):
-                fused_ok.add(o)
-    # live ranges: a buffer lives until the last reader of any tensor in it (outputs: to the end)
-    end: dict[str, int] = {}
+                rows[o] = TensorRow(o, st.name, n.op_type, shape, dtype, nbytes, s, s)  # type: ignore[arg-type]
     for name, row in rows.items():
-        last = max(readers.get(name, [row.first]))
-        if name in outputs:
-            last = last_step
-        row.last = last
-        owner = buffer_of[name]
-        end[owner] = max(end.get(owner, 0), last)
-    for name, row in rows.items():
-        if row.alias_of is None:
-            row.last = end[name]
+        row.last = live.last_use[name] if row.alias_of is not None else live.buffer_end(name)
     steps: list[StepRow] = []
-    for s, idx in enumerate(order):
-        n = nodes[idx]
-        live = [name for name, r in rows.items() if r.alias_of is None and r.first <= s <= r.last]
-        live_bytes = sum(rows[name].bytes for name in live)
-        steps.append(StepRow(s, n.name or f"#{idx}", n.op_type, [o for o in n.output if o], live_bytes,
-                             workspace[s], live_bytes + workspace[s], live))
+    for st in live.steps:
+        s, n = st.pos, st.node
+        alive = [name for name, r in rows.items() if r.alias_of is None and r.first <= s <= r.last]
+        live_bytes = sum(rows[name].bytes for name in alive)
+        steps.append(StepRow(s, st.name, n.op_type, [o for o in n.output if o], live_bytes,
+                             workspace[s], live_bytes + workspace[s], alive))
     peak = max(steps, key=lambda r: (r.total_bytes, -r.step))
     return MemoryPlan(
         model=info.label, batch=B, activation_dtype=activation_dtype, value_dtype=info.value_dtype,
@@ -311,7 +235,7 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
         peak_node=peak.node, peak_op=peak.op, live_peak_bytes=max(r.live_bytes for r in steps),
         weights_bytes=sum(w.nbytes() for w in weights.values()),
         input_bytes=rows[info.input_name].bytes,
-        output_bytes=sum(rows[buffer_of[o]].bytes for o in outputs if o in rows),
+        output_bytes=sum(rows[live.buffer_of[o]].bytes for o in outputs if o in rows),
     )
 
 

@@ -24,6 +24,14 @@ from specdeploy.catalog import MODELS
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "export"
 TRT_PRECISIONS = ("fp32", "fp16")
 TACTIC_SOURCES = ("CUBLAS", "CUBLAS_LT", "CUDNN", "EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS")
+#: the keys of a recipe's [tensorrt] table
+TRT_KEYS = ("precision", "workspace_mib", "tactic_sources", "builder_optimization_level")
+#: TensorRT workspace pool limit when neither a recipe nor the caller sets one (the one default: the
+#: builder, the CLI and recipes without the key all use it)
+TRT_WORKSPACE_MIB = 1024
+TRT_OPT_LEVEL = 3  # TensorRT's own default builder optimization level, 0..5
+#: the calibration capacity margin: capacity = ceil(max nnz seen * margin), never above C*F
+CALIBRATION_MARGIN = 1.1
 
 
 class RecipeError(ValueError):
@@ -43,15 +51,52 @@ class ExportOptions:
 class CalibrationOptions:
     data: str | None = None
     samples: int = 256
-    margin: float = 1.1
+    margin: float = CALIBRATION_MARGIN
 
 
 @dataclass(frozen=True)
 class TensorRTOptions:
     precision: str = "fp32"
-    workspace_mib: int = 256
+    workspace_mib: int = TRT_WORKSPACE_MIB
     tactic_sources: tuple[str, ...] = ()
-    builder_optimization_level: int = 3
+    builder_optimization_level: int = TRT_OPT_LEVEL
+
+
+def tensorrt_options(table: Any, where: str = "recipe tensorrt") -> TensorRTOptions:
+    """Validate a [tensorrt] table (from TOML, JSON or ``Recipe.to_dict()``): the one rule for TensorRT
+    options, used by :func:`parse` and by ``specdeploy.trt.builder.options_from_recipe``.
+    Missing keys take the defaults of :class:`TensorRTOptions`; errors name ``where`` and the key."""
+    if not isinstance(table, dict):
+        raise RecipeError(f"{where}: must be a table")
+    unknown = sorted(set(table) - set(TRT_KEYS))
+    if unknown:
+        raise RecipeError(f"{where} has unknown keys {unknown}; known: {sorted(TRT_KEYS)}")
+    d = TensorRTOptions()
+    precision = str(table.get("precision", d.precision)).lower()
+    if precision not in TRT_PRECISIONS:
+        raise RecipeError(f"{where}.precision must be 'fp16' or 'fp32', got {table['precision']!r}")
+
+    def integer(key: str, default: int, lo: int, hi: int | None) -> int:
+        v = table.get(key)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise RecipeError(f"{where}.{key} must be an integer, got {v!r}")
+        if v < lo or (hi is not None and v > hi):
+            raise RecipeError(f"{where}.{key} must be " + (f"in {lo}..{hi}" if hi is not None else f"> {lo - 1}")
+                              + f", got {v}")
+        return int(v)
+
+    sources = table.get("tactic_sources") or []
+    if isinstance(sources, str) or not isinstance(sources, (list, tuple)) or not all(isinstance(x, str) for x in sources):
+        raise RecipeError(f"{where}.tactic_sources must be a list of names, got {sources!r}")
+    bad = [x for x in sources if x not in TACTIC_SOURCES]
+    if bad:
+        raise RecipeError(f"{where}.tactic_sources: unknown {bad}; allowed: {', '.join(TACTIC_SOURCES)}")
+    return TensorRTOptions(precision=precision, workspace_mib=integer("workspace_mib", d.workspace_mib, 1, None),
+                           tactic_sources=tuple(sources),
+                           builder_optimization_level=integer("builder_optimization_level",
+                                                              d.builder_optimization_level, 0, 5))
 
 
 @dataclass(frozen=True)
@@ -129,24 +174,13 @@ def parse(doc: dict[str, Any], where: str) -> Recipe:
         raise RecipeError(f"{where}.export.batch: {export.batch} exceeds max_batch {export.max_batch}")
 
     ca = _Section(f"{where}.calibration", doc.get("calibration", {}), {"data", "samples", "margin"})
-    margin = ca.get("margin", (int, float), 1.1)
+    margin = ca.get("margin", (int, float), CALIBRATION_MARGIN)
     if margin < 1.0:
         raise RecipeError(f"{where}.calibration.margin: must be >= 1.0, got {margin}")
     calibration = CalibrationOptions(data=ca.get("data", str, None), samples=ca.int_at_least("samples", 1, 256) or 256,
                                      margin=float(margin))
 
-    tr = _Section(f"{where}.tensorrt", doc.get("tensorrt", {}),
-                  {"precision", "workspace_mib", "tactic_sources", "builder_optimization_level"})
-    sources = tr.get("tactic_sources", list, [])
-    bad = [s for s in sources if s not in TACTIC_SOURCES]
-    if bad:
-        raise RecipeError(f"{where}.tensorrt.tactic_sources: unknown {bad}; allowed: {', '.join(TACTIC_SOURCES)}")
-    level = tr.int_at_least("builder_optimization_level", 0, 3)
-    if level is not None and level > 5:
-        raise RecipeError(f"{where}.tensorrt.builder_optimization_level: must be in 0..5, got {level}")
-    tensorrt = TensorRTOptions(precision=tr.choice("precision", TRT_PRECISIONS, "fp32"),
-                               workspace_mib=tr.int_at_least("workspace_mib", 1, 256) or 256,
-                               tactic_sources=tuple(sources), builder_optimization_level=level or 0)
+    tensorrt = tensorrt_options(doc.get("tensorrt", {}), f"{where}.tensorrt")
     return Recipe(name=top.get("name", str, required=True), model=model, target=top.get("target", str, required=True),
                   input_shape=tuple(shape), export=export, calibration=calibration, tensorrt=tensorrt,
                   description=top.get("description", str, ""))

@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 from specdeploy import outputs
 from specdeploy.argtypes import float_at_least, positive_int
+from specdeploy.metadata import META_DATA
+from specdeploy.recipes import CALIBRATION_MARGIN
 
 __all__ = ["run_sweep", "parse_betas", "pareto_front", "write_csv", "write_plot", "register"]
 
@@ -104,7 +106,7 @@ def run_sweep(
     samples: int | None = 500,
     calib_samples: int = 256,
     value_dtype: str = "fp16",
-    margin: float = 1.1,
+    margin: float = CALIBRATION_MARGIN,
     backend: str = "ort",
     batch: int = 1,
     eval_batch: int = 64,
@@ -161,7 +163,7 @@ def _sweep(ckpt: str | Path, betas: list[float], out: Path, twin: str | Path | N
     else:
         cfg = zoo.twin_config(zoo.ModelConfig.from_dict(doc_cfg["model"]))
         data_name = (doc_cfg.get("data") or {}).get("name") or data
-        export_model(zoo.build(cfg), twin_path, metadata={"specdeploy.data": {"name": data_name}}, **common)
+        export_model(zoo.build(cfg), twin_path, metadata={META_DATA: {"name": data_name}}, **common)
         twin_row.update(accuracy=None, note="untrained twin built from the spectral config: planned memory only")
     twin_plan = memory.plan(twin_path, batch=batch, activation_dtype=act)
     twin_row.update(planned_peak_bytes=twin_plan.peak_bytes, planned_peak_node=twin_plan.peak_node,
@@ -276,8 +278,8 @@ def register(subparsers: Any) -> None:
                    help="training samples for calibration (default 256)")
     p.add_argument("--value-dtype", choices=("fp32", "fp16"), default="fp16",
                    help="precision of the packed values (default fp16)")
-    p.add_argument("--margin", type=float_at_least(1.0), default=1.1,
-                   help="capacity = max nnz seen * margin (>= 1, default 1.1)")
+    p.add_argument("--margin", type=float_at_least(1.0), default=CALIBRATION_MARGIN,
+                   help=f"capacity = max nnz seen * margin (>= 1, default {CALIBRATION_MARGIN})")
     p.add_argument("--backend", choices=("reference", "ort"), default="ort",
                    help="CPU backend for the accuracy (default ort)")
     p.add_argument("--batch", type=positive_int, default=1, help="batch of the planned memory figures (default 1)")

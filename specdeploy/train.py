@@ -162,7 +162,7 @@ def loaders_for(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Train and test loaders for a model config, plus a description of the data for the checkpoint."""
     from specdeploy import data
-    from specdeploy.data.loader import make_loader
+    from specdeploy.loader import make_loader
 
     size, ch = config.input_size, config.in_channels
     train_ds = data.prepare(name, "train", size, ch, samples=samples or None, seed=cfg.seed, data_dir=data_dir)
@@ -179,7 +179,7 @@ def loaders_for(
 def eval_loader_for(config: Any, name: str, data_dir: str | None, samples: int | None, batch_size: int) -> tuple[Any, dict[str, Any]]:
     """The test split as a loader for evaluation (named eval_ so test runners never collect it)."""
     from specdeploy import data
-    from specdeploy.data.loader import make_loader
+    from specdeploy.loader import make_loader
 
     ds = data.prepare(name, "test", config.input_size, config.in_channels, samples=samples or None, data_dir=data_dir)
     return make_loader(ds, batch_size, train=False, augment=False, seed=0), {"name": name, "samples": len(ds.labels)}

@@ -460,7 +460,7 @@ def test_normalize_layout_and_channels() -> None:
 
 def test_loader_batches_and_normalization(fmnist_train: ArrayDataset) -> None:
     torch = pytest.importorskip("torch")
-    from specdeploy.data.loader import make_loader
+    from specdeploy.loader import make_loader
 
     mn = data.load("mnist", "train")
     loader = make_loader(mn, 128, train=False, augment=False, seed=0)
@@ -492,7 +492,7 @@ def _matches(out: np.ndarray, img: np.ndarray, pad: int) -> tuple[bool, bool]:
 @pytest.mark.parametrize("name,flips", [("cifar10", True), ("mnist", False)])
 def test_loader_augmentation(name: str, flips: bool) -> None:
     torch = pytest.importorskip("torch")
-    from specdeploy.data.loader import PAD, make_loader
+    from specdeploy.loader import PAD, make_loader
 
     rng = np.random.default_rng(6)
     c = 3 if name == "cifar10" else 1
@@ -517,7 +517,7 @@ def test_loader_augmentation(name: str, flips: bool) -> None:
 
 def test_loader_epochs_and_workers() -> None:
     torch = pytest.importorskip("torch")
-    from specdeploy.data.loader import make_loader
+    from specdeploy.loader import make_loader
 
     assert data.make_loader is make_loader  # lazily re-exported by the torch-free package
     ds = data.load("cifar10-samples", "test")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from helpers.models import trained_like
-from specdeploy import checkpoint, opset, packed, recipes, zoo
+from specdeploy import checkpoint, ops, packed, recipes, zoo
 from specdeploy.cli import main as cli_main
 from specdeploy.export import ExportError, export_checkpoint, export_model, schemas
 
@@ -29,20 +29,20 @@ def test_spectral_export_is_valid_and_calibrated(tmp_path: Path, name: str, valu
     model = onnx.load(str(res.path))
     schemas.register()
     onnx.checker.check_model(model, full_check=True)
-    assert {(o.domain, o.version) for o in model.opset_import} == {("", 17), (opset.DOMAIN, opset.VERSION)}
+    assert {(o.domain, o.version) for o in model.opset_import} == {("", 17), (ops.DOMAIN, ops.VERSION)}
     # shape inference from the schemas alone (value_info stripped) gives the packed widths
     stripped = onnx.ModelProto()
     stripped.CopyFrom(model)
     del stripped.graph.value_info[:]
     inferred = onnx.shape_inference.infer_shapes(stripped, strict_mode=True)
     shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in inferred.graph.value_info}
-    spec_nodes = [n for n in model.graph.node if n.domain == opset.DOMAIN]
+    spec_nodes = [n for n in model.graph.node if n.domain == ops.DOMAIN]
     assert {n.op_type for n in spec_nodes} >= {"SpecConv", "SpecPool", "SpecToSpatial"}
     meta = {p.key: p.value for p in model.metadata_props}
     stats = json.loads(meta["specdeploy.calibration"])
     for n in spec_nodes:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-        opset.check_required(n.op_type, attrs, n.name)
+        ops.check_required(n.op_type, attrs, n.name)
         assert attrs["value_dtype"] == value_dtype.encode()
         if n.op_type == "SpecToSpatial":
             continue

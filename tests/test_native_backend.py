@@ -1,8 +1,8 @@
 """Backend "native-host": the graph executor of the cuda backend on the host build of the kernels.
 
-Why this runs in CI: ``specdeploy.runtime.native_backend`` is one executor for backends "cuda"
-(libspecdeploy_kernels.so, torch CUDA tensors) and "native-host" (libspecdeploy_host.so, torch CPU
-tensors). The host library has the same C ABI, validation, workspace arithmetic and op pipeline, so
+Why this runs in CI: ``specdeploy.native.executor`` is one executor for backends "cuda"
+(libspecdeploy_kernels.so, torch CUDA tensors) and "native-host" (libspecdeploy_host.so, numpy
+arrays). The host library has the same C ABI, validation, workspace arithmetic and op pipeline, so
 real exported models (LeNet-5, VGG16 at width 0.125, DenseNet depth 10 growth 4, spectral and twin)
 run end to end through the C++ op code and every line of the executor here; only the CUDA kernels and
 the allocator figures are left to tests/test_native_backend_gpu.py.
@@ -169,6 +169,25 @@ def test_twin_matches_reference(models: dict, test_images: dict, name: str) -> N
     assert_logits_close(runtime.load(path, "native-host", fp16=True).run(x), want, 2e-2, f"{name} twin fp16 ops")
 
 
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_torch_device_runs_the_same_graphs(models: dict, test_images: dict, host_lib_path: Path, fp16: bool) -> None:
+    """The cuda backend's device (torch tensors, TorchKernels) on CPU tensors with the host library:
+    its code runs in CI, not only on a GPU, and agrees with the numpy device step by step."""
+    from specdeploy.native import cuda, executor
+
+    lib = native.load("host", host_lib_path)
+    for key in (("vgg16", "fp16"), ("densenet", "twin"), ("lenet5", "fp32")):
+        path = models[key]
+        x = _x(models, test_images, key[0])
+        info = runtime.read_model(path)
+        dev = cuda.TorchDevice(torch.device("cpu"), "float16" if fp16 else "float32")
+        ts = executor.NativeSession(info, lib, dev, backend="cuda")
+        nh = runtime.load(path, "native-host", library=host_lib_path, fp16=fp16)
+        assert_logits_close(ts.run(x), nh.run(x), 2e-2 if fp16 else 1e-5, f"{key} torch vs numpy device")
+        np.testing.assert_array_equal(ts.last_overflowed, nh.last_overflowed)
+        assert ts.last_steps == nh.last_steps  # the same liveness, views and in-place fusion
+
+
 def test_fp16_standard_ops_on_a_spectral_model(models: dict, test_images: dict) -> None:
     """fp16 mode: SpecToSpatial writes float16 for the head; the spectral part is unchanged."""
     path = models[("vgg16", "fp16")]
@@ -272,7 +291,9 @@ def test_memory_scales_with_batch(models: dict, test_images: dict) -> None:
 
 def test_backend_registered_and_cuda_hook() -> None:
     assert "native-host" in runtime.BACKENDS and "cuda" in runtime.BACKENDS
-    assert callable(native.runtime_session)
+    from specdeploy.native import cuda, host
+
+    assert callable(cuda.runtime_session) and callable(host.runtime_session)
 
 
 def test_missing_library_says_how_to_build(models: dict, tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ def test_spec_concat_matches_torch(value_dtype: str) -> None:
 
 
 def test_reference_rejects_bad_attributes() -> None:
-    from specdeploy.opset import OpAttributeError
+    from specdeploy.ops import OpAttributeError
 
     w = np.zeros((2, 1, 3, 3), np.float32)
     x = np.zeros((1, 1, 6, 6), np.float32)

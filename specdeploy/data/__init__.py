@@ -20,7 +20,8 @@ Datasets (``DATASETS``):
 
 This package imports numpy only (scipy lazily for SVHN), so torch-free runtimes (ONNX Runtime,
 TensorRT on a Jetson) can use ``load`` and ``normalize``; the torch ``DataLoader`` lives in
-``specdeploy.data.loader`` (``make_loader`` is also reachable here, imported on first access).
+``specdeploy.loader`` (outside this package, so every module under ``specdeploy.data`` is
+torch-free; ``make_loader`` is also reachable here, imported on first access).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ._common import ArrayDataset, DataError, DataNotFoundError
 from ._formats import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx, read_mnist_csv, read_png, read_svhn_mat
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .loader import make_loader
+    from specdeploy.loader import make_loader
 
 __all__ = [
     "ArrayDataset",
@@ -402,7 +403,7 @@ def compute_stats(ds: ArrayDataset, chunk: int = 4096) -> tuple[tuple[float, ...
 def __getattr__(attr: str) -> Any:
     """Import ``make_loader`` (and with it torch) only when someone asks for it."""
     if attr == "make_loader":
-        from .loader import make_loader
+        from specdeploy.loader import make_loader
 
         return make_loader
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

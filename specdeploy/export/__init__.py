@@ -19,6 +19,8 @@ import onnx
 import torch
 
 from specdeploy import outputs, packed, zoo
+from specdeploy.metadata import META_CALIBRATION, META_DATA
+from specdeploy.recipes import CALIBRATION_MARGIN
 from specdeploy.export import schemas
 from specdeploy.export.graph import ExportError, build_graph, prepare
 from specdeploy.nn import SpecConcat, SpecConv2d, SpecPool2d
@@ -101,7 +103,7 @@ def export_model(
     value_dtype: str = "fp32",
     beta: float | None = None,
     calib_images: np.ndarray | None = None,
-    margin: float = 1.1,
+    margin: float = CALIBRATION_MARGIN,
     metadata: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export an in-memory zoo model; ``calib_images`` are normalized float32 NCHW samples."""
@@ -121,7 +123,7 @@ def export_model(
         for n, s in stats.items():
             s["capacity"] = caps[n]
             s["margin"] = margin
-    meta = {"specdeploy.calibration": json.dumps(stats)} if stats else {}
+    meta = {META_CALIBRATION: json.dumps(stats)} if stats else {}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     onnx_model = build_graph(prepared, batch=batch, max_batch=max_batch, value_dtype=value_dtype, beta=beta,
                              capacities=caps, metadata=meta)
@@ -171,6 +173,6 @@ def export_checkpoint(
     if calib_data is not None and ck.config.domain == "spectral":
         images = calibration_images(ck.config, calib_data, calib_samples, data_dir)
     metadata = dict(kwargs.pop("metadata", None) or {})
-    metadata.setdefault("specdeploy.data", {"name": data_name})
+    metadata.setdefault(META_DATA, {"name": data_name})
     metadata.setdefault("specdeploy.checkpoint", {"path": str(ckpt_dir), "metrics": ck.meta.get("metrics", {})})
     return export_model(ck.model, out_path, calib_images=images, metadata=metadata, **kwargs)

@@ -19,7 +19,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from specdeploy import __version__, opset, packed, zoo
+from specdeploy import __version__, ops, packed, zoo
+from specdeploy.metadata import META_MAX_BATCH, META_MODEL, META_VALUE_DTYPE
+from specdeploy.ops import spec_concat, spec_conv, spec_pool, spec_to_spatial
 from specdeploy.nn import SpecConcat, SpecConv2d, SpecPool2d, SpecToSpatial, fold_normalization
 
 ONNX_OPSET = 17
@@ -97,6 +99,13 @@ def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarra
     return _np(w), _np(b)
 
 
+def _spec_node(g: GraphWriter, op: str, inputs: list[str], out: str, node: str, **attrs: Any) -> None:
+    """Append a specdeploy node; its attributes must be exactly the op's (``specdeploy.ops``), so an
+    attribute added to an op module and forgotten here fails at export, not in a runtime."""
+    ops.get(op, node).check_required(attrs, node)
+    g.nodes.append(helper.make_node(op, inputs, [out], name=node, domain=ops.DOMAIN, **attrs))
+
+
 def _emit_spec_conv(g: GraphWriter, m: SpecConv2d, x: str, path: str) -> str:
     if m.norm:
         raise ExportError(f"{path}: SpecConv2d still has its normalization; fold it first (fold_normalization)")
@@ -108,11 +117,11 @@ def _emit_spec_conv(g: GraphWriter, m: SpecConv2d, x: str, path: str) -> str:
     inputs = [x, g.init(f"{node}.weight", _np(m.weight))]
     if m.bias is not None:
         inputs.append(g.init(f"{node}.bias", _np(m.bias)))
-    g.nodes.append(helper.make_node(
-        "SpecConv", inputs, [out], name=node, domain=opset.DOMAIN,
+    _spec_node(
+        g, spec_conv.NAME, inputs, out, node,
         in_domain=m.in_domain, C=m.in_channels, Hs=m.Hs, Ws=m.Ws, k=m.kernel_size, beta=float(beta),
         activation=m.activation, capacity=cap, value_dtype=g.value_dtype,
-    ))
+    )
     g.packed_info(out, Spectral(m.out_channels, m.Hs, m.Ws, cap))
     return out
 
@@ -122,10 +131,10 @@ def _emit_spec_pool(g: GraphWriter, m: SpecPool2d, x: str, path: str) -> str:
     out = g.name("spec")
     node = path or out
     cap = g.capacity(node, t.C, packed.num_coeffs(m.out_Hs, m.out_Ws))
-    g.nodes.append(helper.make_node(
-        "SpecPool", [x], [out], name=node, domain=opset.DOMAIN, C=t.C, Hs=t.Hs, Ws=t.Ws, out_Hs=m.out_Hs,
+    _spec_node(
+        g, spec_pool.NAME, [x], out, node, C=t.C, Hs=t.Hs, Ws=t.Ws, out_Hs=m.out_Hs,
         out_Ws=m.out_Ws, capacity=cap, value_dtype=g.value_dtype,
-    ))
+    )
     g.packed_info(out, Spectral(t.C, m.out_Hs, m.out_Ws, cap))
     return out
 
@@ -137,10 +146,10 @@ def _emit_concat(g: GraphWriter, xs: list[str], path: str) -> str:
         node = path or out
         C = sum(t.C for t in ts)
         cap = g.capacity(node, C, ts[0].F)
-        g.nodes.append(helper.make_node(
-            "SpecConcat", xs, [out], name=node, domain=opset.DOMAIN, C=[t.C for t in ts], Hs=ts[0].Hs,
+        _spec_node(
+            g, spec_concat.NAME, xs, out, node, C=[t.C for t in ts], Hs=ts[0].Hs,
             Ws=ts[0].Ws, capacity=cap, value_dtype=g.value_dtype,
-        ))
+        )
         g.packed_info(out, Spectral(C, ts[0].Hs, ts[0].Ws, cap))
         return out
     out = g.name("concat")
@@ -183,8 +192,7 @@ def emit(g: GraphWriter, m: nn.Module, x: str, path: str) -> str:
     if isinstance(m, SpecToSpatial):
         t = g.spectral[x]
         out = g.name("spatial")
-        g.nodes.append(helper.make_node("SpecToSpatial", [x], [out], name=path or out, domain=opset.DOMAIN,
-                                        C=t.C, Hs=t.Hs, Ws=t.Ws, value_dtype=g.value_dtype))
+        _spec_node(g, spec_to_spatial.NAME, [x], out, path or out, C=t.C, Hs=t.Hs, Ws=t.Ws, value_dtype=g.value_dtype)
         g.float_info(out, [t.C, t.Hs, t.Ws])
         return out
     if isinstance(m, zoo.DenseLayer):
@@ -269,15 +277,15 @@ def build_graph(
     )
     imports = [helper.make_opsetid("", ONNX_OPSET)]
     if g.spectral:
-        imports.append(helper.make_opsetid(opset.DOMAIN, opset.VERSION))
+        imports.append(helper.make_opsetid(ops.DOMAIN, ops.VERSION))
     onnx_model = helper.make_model(graph, opset_imports=imports, producer_name="specdeploy",
                                    producer_version=__version__)
     onnx_model.ir_version = IR_VERSION
     model_meta = cfg.to_dict()
     if beta is not None and cfg.domain == "spectral":
         model_meta["beta"] = float(beta)
-    meta = {"specdeploy.model": json.dumps(model_meta), "specdeploy.value_dtype": value_dtype, **(metadata or {})}
+    meta = {META_MODEL: json.dumps(model_meta), META_VALUE_DTYPE: value_dtype, **(metadata or {})}
     if batch is None:
-        meta["specdeploy.max_batch"] = str(int(max_batch))  # type: ignore[arg-type]
+        meta[META_MAX_BATCH] = str(int(max_batch))  # type: ignore[arg-type]
     helper.set_model_props(onnx_model, meta)
     return onnx_model

@@ -10,7 +10,7 @@ import onnx
 from onnx import TensorProto, helper
 from onnx.defs import OpSchema
 
-from specdeploy import opset, packed
+from specdeploy import ops
 
 _ATTR_TYPES = {
     "INT": OpSchema.AttrType.INT,
@@ -18,103 +18,61 @@ _ATTR_TYPES = {
     "STRING": OpSchema.AttrType.STRING,
     "INTS": OpSchema.AttrType.INTS,
 }
-_OPTIONAL = OpSchema.FormalParameterOption.Optional
-_VARIADIC = OpSchema.FormalParameterOption.Variadic
 
-_DOCS = {
-    "SpecConv": "Spectral convolution, threshold at beta and tanh activation; packed output (docs/ops.md).",
-    "SpecPool": "Spectral pooling: keep the lowest frequencies; packed in and out (docs/ops.md).",
-    "SpecToSpatial": "Orthonormal inverse real 2-D FFT of a packed spectral map (docs/ops.md).",
-    "SpecConcat": "Channel concatenation of packed spectral maps (docs/ops.md).",
-}
+_OPTION = {"single": OpSchema.FormalParameterOption.Single, "optional": OpSchema.FormalParameterOption.Optional,
+           "variadic": OpSchema.FormalParameterOption.Variadic}
+_ELEM = {"int32": TensorProto.INT32, "float32": TensorProto.FLOAT}
+#: every op's packed tensors; an op's own type constraints come from its descriptor (schema_types)
+_PACKED_T = ("P", ["tensor(int32)"], "packed spectral map, int32 [B, S]")
 
 
-def _attr(ctx: onnx.shape_inference.InferenceContext, name: str) -> object:
-    a = ctx.get_attribute(name)
-    if a is None:
-        raise onnx.shape_inference.InferenceError(f"missing attribute '{name}'")
-    return helper.get_attribute_value(a)
+class _InferHelpers:
+    """What an op's ``infer_shape(ctx, h)`` needs from onnx, so the op modules never import it."""
+
+    @staticmethod
+    def attr(ctx: onnx.shape_inference.InferenceContext, name: str) -> object:
+        a = ctx.get_attribute(name)
+        if a is None:
+            raise onnx.shape_inference.InferenceError(f"missing attribute '{name}'")
+        return helper.get_attribute_value(a)
+
+    @staticmethod
+    def dtype(ctx: onnx.shape_inference.InferenceContext) -> str:
+        v = _InferHelpers.attr(ctx, "value_dtype")
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    @staticmethod
+    def set_output(ctx: onnx.shape_inference.InferenceContext, elem: str, dims: list[int]) -> None:
+        """Output 0 gets [batch, *dims] where batch is copied from input 0 (value or symbol)."""
+        out = helper.make_tensor_type_proto(_ELEM[elem], [None] + dims)
+        t = ctx.get_input_type(0)
+        if t is not None and t.tensor_type.HasField("shape") and len(t.tensor_type.shape.dim) > 0:
+            out.tensor_type.shape.dim[0].CopyFrom(t.tensor_type.shape.dim[0])
+        ctx.set_output_type(0, out)
 
 
-def _batch_dim(ctx: onnx.shape_inference.InferenceContext) -> onnx.TensorShapeProto.Dimension | None:
-    t = ctx.get_input_type(0)
-    if t is None or not t.tensor_type.HasField("shape") or len(t.tensor_type.shape.dim) == 0:
-        return None
-    return t.tensor_type.shape.dim[0]
-
-
-def _set_output(ctx: onnx.shape_inference.InferenceContext, elem: int, dims: list[int]) -> None:
-    """Output 0 gets [batch, *dims] where batch is copied from input 0 (value or symbol)."""
-    out = helper.make_tensor_type_proto(elem, [None] + dims)
-    b = _batch_dim(ctx)
-    if b is not None:
-        out.tensor_type.shape.dim[0].CopyFrom(b)
-    ctx.set_output_type(0, out)
-
-
-def _dtype(ctx: onnx.shape_inference.InferenceContext) -> str:
-    v = _attr(ctx, "value_dtype")
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _infer_conv(ctx: onnx.shape_inference.InferenceContext) -> None:
-    w = ctx.get_input_type(1)
-    if w is None or not w.tensor_type.HasField("shape") or not w.tensor_type.shape.dim[0].HasField("dim_value"):
-        return  # output channels unknown: leave the output shape to value_info
-    O = w.tensor_type.shape.dim[0].dim_value
-    F = packed.num_coeffs(int(_attr(ctx, "Hs")), int(_attr(ctx, "Ws")))
-    _set_output(ctx, TensorProto.INT32, [packed.row_words(O, F, int(_attr(ctx, "capacity")), _dtype(ctx))])
-
-
-def _infer_pool(ctx: onnx.shape_inference.InferenceContext) -> None:
-    F = packed.num_coeffs(int(_attr(ctx, "out_Hs")), int(_attr(ctx, "out_Ws")))
-    _set_output(ctx, TensorProto.INT32, [packed.row_words(int(_attr(ctx, "C")), F, int(_attr(ctx, "capacity")), _dtype(ctx))])
-
-
-def _infer_to_spatial(ctx: onnx.shape_inference.InferenceContext) -> None:
-    _set_output(ctx, TensorProto.FLOAT, [int(_attr(ctx, "C")), int(_attr(ctx, "Hs")), int(_attr(ctx, "Ws"))])
-
-
-def _infer_concat(ctx: onnx.shape_inference.InferenceContext) -> None:
-    C = sum(int(c) for c in _attr(ctx, "C"))
-    F = packed.num_coeffs(int(_attr(ctx, "Hs")), int(_attr(ctx, "Ws")))
-    _set_output(ctx, TensorProto.INT32, [packed.row_words(C, F, int(_attr(ctx, "capacity")), _dtype(ctx))])
-
-
-def _schema(op: str, inputs: list[OpSchema.FormalParameter], outputs: list[OpSchema.FormalParameter],
-            constraints: list[tuple[str, list[str], str]]) -> OpSchema:
-    attrs = [OpSchema.Attribute(name, _ATTR_TYPES[t], f"{op} attribute '{name}' (docs/ops.md)", required=True)
-             for name, t in opset.ATTRIBUTES[op].items()]
-    return OpSchema(op, opset.DOMAIN, opset.VERSION, _DOCS[op], inputs=inputs, outputs=outputs,
-                    type_constraints=constraints, attributes=attrs)
-
-
-def _build() -> list[OpSchema]:
+def _schema(op: ops.OpDef) -> OpSchema:
     P = OpSchema.FormalParameter
-    packed_t = ("P", ["tensor(int32)"], "packed spectral map, int32 [B, S]")
-    conv = _schema(
-        "SpecConv",
-        [P("X", "TX", "spatial float [B,C,H,W] or packed int32 [B,S]"), P("W", "TF", "kernels [O,C,k,k]"),
-         P("B", "TF", "bias [O]", param_option=_OPTIONAL)],
-        [P("Y", "P", "packed output")],
-        [("TX", ["tensor(float)", "tensor(float16)", "tensor(int32)"], "input"), ("TF", ["tensor(float)"], "weights"),
-         packed_t],
-    )
-    conv.set_type_and_shape_inference_function(_infer_conv)
-    pool = _schema("SpecPool", [P("X", "P", "packed input")], [P("Y", "P", "packed output")], [packed_t])
-    pool.set_type_and_shape_inference_function(_infer_pool)
-    to_spatial = _schema("SpecToSpatial", [P("X", "P", "packed input")], [P("Y", "T", "spatial [B,C,Hs,Ws]")],
-                         [packed_t, ("T", ["tensor(float)"], "output")])
-    to_spatial.set_type_and_shape_inference_function(_infer_to_spatial)
-    concat = _schema("SpecConcat", [P("X", "P", "packed inputs", param_option=_VARIADIC, is_homogeneous=True)],
-                     [P("Y", "P", "packed output")], [packed_t])
-    concat.set_type_and_shape_inference_function(_infer_concat)
-    return [conv, pool, to_spatial, concat]
+
+    def params(ps: tuple[ops.SchemaParam, ...]) -> list[OpSchema.FormalParameter]:
+        return [P(p.name, p.type_str, p.doc, param_option=_OPTION[p.option],
+                  **({"is_homogeneous": True} if p.option == "variadic" else {})) for p in ps]
+
+    attrs = [OpSchema.Attribute(name, _ATTR_TYPES[t], f"{op.name} attribute '{name}' (docs/ops.md)", required=True)
+             for name, t in op.attributes.items()]
+    types = [(n, list(ts), doc) for n, ts, doc in op.schema_types]
+    used = {p.type_str for p in op.schema_inputs + op.schema_outputs}
+    if "P" in used:
+        types.append(_PACKED_T)
+    schema = OpSchema(op.name, ops.DOMAIN, ops.VERSION, op.doc, inputs=params(op.schema_inputs),
+                      outputs=params(op.schema_outputs), type_constraints=types, attributes=attrs)
+    schema.set_type_and_shape_inference_function(lambda ctx: op.infer_shape(ctx, _InferHelpers))
+    return schema
 
 
 def register() -> None:
     """Register the op set's schemas with onnx (once per process)."""
-    for schema in _build():
-        if onnx.defs.has(schema.name, schema.since_version, opset.DOMAIN):
+    for op in ops.REGISTRY.values():
+        if onnx.defs.has(op.name, ops.VERSION, ops.DOMAIN):
             continue
-        onnx.defs.register_schema(schema)
+        onnx.defs.register_schema(_schema(op))

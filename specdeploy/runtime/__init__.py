@@ -9,8 +9,8 @@
 Backends:
     reference  onnx.reference.ReferenceEvaluator + specdeploy.reference ops (ground truth, CPU)
     ort        ONNX Runtime CPU + onnxruntime-extensions Python ops (the ecosystem check)
-    cuda       the CUDA kernels via the C ABI      (provided by specdeploy.native.runtime_session)
-    native-host  the same executor on the host build of the kernels (CPU, CI; runtime.native_backend)
+    cuda       the CUDA kernels via the C ABI, torch CUDA tensors as buffers (specdeploy.native.cuda)
+    native-host  the same executor on the host build of the kernels, numpy buffers (specdeploy.native.host)
     tensorrt   a TensorRT engine with the plugins  (provided by specdeploy.trt.runtime_session)
 
 Every file is validated once, before any backend sees it (``graph.read_model``): a file that is not
@@ -21,7 +21,8 @@ node and attribute. A batch over the declared maximum -> ``InputError``.
 The GPU backends are filled in by their owners: ``load`` imports the providing module lazily and calls
 ``runtime_session(info: ModelInfo, **opts) -> Session``; if the module, that function, or the hardware
 is missing the caller gets ``BackendUnavailableError`` saying which. ``register_backend`` adds others.
-Never imports torch (runs on a Jetson).
+No module of this package imports torch (runs on a Jetson; tests/test_torch_boundary.py). Backend
+"cuda" (``specdeploy.native.cuda``) imports torch when it is loaded; every other backend is torch-free.
 """
 
 from __future__ import annotations
@@ -95,10 +96,11 @@ def _lazy(backend: str, module: str, hint: str) -> SessionFactory:
 BACKENDS: dict[str, SessionFactory] = {
     "reference": _reference,
     "ort": _ort,
-    "cuda": _lazy("cuda", "specdeploy.native",
-                  "it needs an NVIDIA GPU and the kernel library (specdeploy build-plugins --kind cuda)"),
-    "native-host": _lazy("native-host", "specdeploy.runtime.native_backend",
-                         "it needs torch and the host library (specdeploy build-plugins --kind host)"),
+    "cuda": _lazy("cuda", "specdeploy.native.cuda",
+                  "it needs an NVIDIA GPU, a CUDA build of torch and the kernel library "
+                  "(specdeploy build-plugins --kind cuda)"),
+    "native-host": _lazy("native-host", "specdeploy.native.host",
+                         "it needs the host library (specdeploy build-plugins --kind host)"),
     "tensorrt": _lazy("tensorrt", "specdeploy.trt",
                       "it needs TensorRT and the plugin library (see docs/jetson.md)"),
 }

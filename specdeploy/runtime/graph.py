@@ -4,7 +4,7 @@ Why one validation before any backend sees the graph: ONNX Runtime's Python cust
 whole process on an exception, and a TensorRT plugin that gets a bad field fails deep inside the
 engine build. So everything a specdeploy op could object to (op-set version, unknown op, a missing or
 mistyped attribute, an attribute out of range, a packed input whose row size does not fit the op's
-attributes, a batch over the declared maximum) is checked here, once, with ``specdeploy.opset`` (the
+attributes, a batch over the declared maximum) is checked here, once, with ``specdeploy.ops`` (the
 same checks every runtime uses), and reported as one ``ModelError`` naming the file, node and
 attribute. The memory planner (``specdeploy.memory``) reuses the shapes worked out here.
 
@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from specdeploy import opset, packed
+from specdeploy import ops, packed
+from specdeploy.metadata import META_CALIBRATION, META_DATA, META_MAX_BATCH, META_MODEL, META_VALUE_DTYPE
 from specdeploy.runtime.errors import InputError, ModelError
 
 try:  # onnx is an optional dependency of the package (extra "ort"); say so clearly when absent
@@ -48,15 +49,10 @@ __all__ = [
     "dense_coeffs",
 ]
 
-META_MODEL = "specdeploy.model"
-META_VALUE_DTYPE = "specdeploy.value_dtype"
-META_CALIBRATION = "specdeploy.calibration"
-META_DATA = "specdeploy.data"
-META_MAX_BATCH = "specdeploy.max_batch"
 _JSON_META = {META_MODEL: "model", META_CALIBRATION: "calibration", META_DATA: "data"}
 
 #: ops whose output is a packed [B, S] int32 tensor (SpecToSpatial's is a float map)
-PACKED_OPS = ("SpecConv", "SpecPool", "SpecConcat")
+PACKED_OPS = tuple(name for name, d in ops.REGISTRY.items() if d.packed_output)
 _STANDARD_DOMAINS = ("", "ai.onnx")
 _ATTR_TYPE_NAMES = {
     AttributeProto.INT: "INT", AttributeProto.FLOAT: "FLOAT", AttributeProto.STRING: "STRING",
@@ -199,10 +195,10 @@ def _attr_value(a: "onnx.AttributeProto", where: str) -> Any:
 def _parse_attrs(node: "onnx.NodeProto", where: str) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     try:
-        opset.check_required(node.op_type, {a.name: None for a in node.attribute}, where)
-    except opset.OpAttributeError as e:
+        ops.check_required(node.op_type, {a.name: None for a in node.attribute}, where)
+    except ops.OpAttributeError as e:
         raise ModelError(str(e)) from None
-    expected = opset.ATTRIBUTES[node.op_type]
+    expected = ops.ATTRIBUTES[node.op_type]
     for a in node.attribute:
         got = _ATTR_TYPE_NAMES.get(a.type, str(a.type))
         if got != expected[a.name]:
@@ -272,19 +268,19 @@ def _sort_topologically(proto: "onnx.ModelProto", label: str) -> None:
 
 def _check_opsets(proto: "onnx.ModelProto", label: str) -> None:
     imports = {d.domain: d.version for d in proto.opset_import}
-    if opset.DOMAIN in imports and imports[opset.DOMAIN] != opset.VERSION:
+    if ops.DOMAIN in imports and imports[ops.DOMAIN] != ops.VERSION:
         raise ModelError(
-            f"{label}: imports op set '{opset.DOMAIN}' version {imports[opset.DOMAIN]}; this runtime implements "
-            f"version {opset.VERSION} only"
+            f"{label}: imports op set '{ops.DOMAIN}' version {imports[ops.DOMAIN]}; this runtime implements "
+            f"version {ops.VERSION} only"
         )
     for i, node in enumerate(proto.graph.node):
-        if node.domain == opset.DOMAIN:
-            if opset.DOMAIN not in imports:
-                raise ModelError(f"{_node_label(label, node, i)}: domain '{opset.DOMAIN}' is not in the opset imports")
+        if node.domain == ops.DOMAIN:
+            if ops.DOMAIN not in imports:
+                raise ModelError(f"{_node_label(label, node, i)}: domain '{ops.DOMAIN}' is not in the opset imports")
         elif node.domain not in _STANDARD_DOMAINS:
             raise ModelError(
                 f"{_node_label(label, node, i)}: domain '{node.domain}' is not supported "
-                f"(only standard ONNX ops and '{opset.DOMAIN}')"
+                f"(only standard ONNX ops and '{ops.DOMAIN}')"
             )
 
 
@@ -309,32 +305,22 @@ def _weight_shapes(proto: "onnx.ModelProto") -> dict[str, TensorInfo]:
     return out
 
 
+def _weight_shapes_of(node: SpecNode, weights: dict[str, TensorInfo]) -> list[tuple[int | None, ...] | None]:
+    return [weights[x].shape if x in weights else None for x in node.inputs]
+
+
 def spec_output(node: SpecNode, weights: dict[str, TensorInfo], batch: int | None) -> TensorInfo:
     """Output shape of a specdeploy node from its attributes, its weight shape and the batch."""
-    a = node.attrs
-    vd = a["value_dtype"]
-    if node.op == "SpecToSpatial":
-        return TensorInfo((batch, a["C"], a["Hs"], a["Ws"]), "float32")
-    if node.op == "SpecConv":
-        O = weights[node.inputs[1]].shape[0]
-        S = packed.row_words(O, packed.num_coeffs(a["Hs"], a["Ws"]), a["capacity"], vd)
-    elif node.op == "SpecPool":
-        S = packed.row_words(a["C"], packed.num_coeffs(a["out_Hs"], a["out_Ws"]), a["capacity"], vd)
-    else:  # SpecConcat
-        S = packed.row_words(sum(a["C"]), packed.num_coeffs(a["Hs"], a["Ws"]), a["capacity"], vd)
-    return TensorInfo((batch, S), "int32")
+    shape, dtype = ops.REGISTRY[node.op].output(node.attrs, _weight_shapes_of(node, weights))
+    return TensorInfo((batch, *shape), dtype)
 
 
 def dense_coeffs(node: SpecNode, weights: dict[str, TensorInfo]) -> int:
     """C_out * F of a packed-output node: the coefficient count its kept fraction is relative to."""
-    a = node.attrs
-    if node.op == "SpecConv":
-        return weights[node.inputs[1]].shape[0] * packed.num_coeffs(a["Hs"], a["Ws"])  # type: ignore[operator]
-    if node.op == "SpecPool":
-        return a["C"] * packed.num_coeffs(a["out_Hs"], a["out_Ws"])
-    if node.op == "SpecConcat":
-        return sum(a["C"]) * packed.num_coeffs(a["Hs"], a["Ws"])
-    raise ValueError(f"{node.op} has no packed output")
+    fn = ops.REGISTRY[node.op].dense_coeffs
+    if fn is None:
+        raise ValueError(f"{node.op} has no packed output")
+    return fn(node.attrs, _weight_shapes_of(node, weights))
 
 
 def _elem(vi: "onnx.ValueInfoProto") -> tuple[int, tuple[int | str | None, ...] | None]:
@@ -412,55 +398,36 @@ def infer_tensors(
 
 def _spec_node(proto_node: "onnx.NodeProto", index: int, label: str) -> SpecNode:
     where = _node_label(label, proto_node, index)
-    if proto_node.op_type not in opset.OPS:
+    if proto_node.op_type not in ops.REGISTRY:
         raise ModelError(
-            f"{where}: unknown op type '{proto_node.op_type}' in domain '{opset.DOMAIN}'; known: {', '.join(opset.OPS)}"
+            f"{where}: unknown op type '{proto_node.op_type}' in domain '{ops.DOMAIN}'; known: {', '.join(ops.OPS)}"
         )
+    d = ops.REGISTRY[proto_node.op_type]
     attrs = _parse_attrs(proto_node, where)
     n_in = len(proto_node.input)
-    op = proto_node.op_type
-    if op == "SpecConv" and n_in not in (2, 3):
-        raise ModelError(f"{where}: has {n_in} inputs, expected X, W and an optional B")
-    if op in ("SpecPool", "SpecToSpatial") and n_in != 1:
-        raise ModelError(f"{where}: has {n_in} inputs, expected 1")
+    if d.n_inputs is not None and not d.n_inputs[0] <= n_in <= d.n_inputs[1]:
+        raise ModelError(f"{where}: has {n_in} inputs, expected {d.inputs_doc}")
     if len(proto_node.output) != 1:
         raise ModelError(f"{where}: has {len(proto_node.output)} outputs, expected 1")
     inputs = tuple(proto_node.input)
-    if op == "SpecConv" and n_in == 3 and not inputs[2]:
-        inputs = inputs[:2]  # an empty name is ONNX's way of omitting an optional input
+    optional = [i for i in range(len(inputs)) if d.n_inputs is not None and i >= d.n_inputs[0]]
+    while inputs and not inputs[-1] and len(inputs) - 1 in optional:
+        inputs = inputs[:-1]  # an empty name is ONNX's way of omitting an optional input
     if "" in inputs:
         raise ModelError(f"{where}: input {inputs.index('')} has an empty name (only SpecConv's bias is optional)")
-    node = SpecNode(index, proto_node.name or f"#{index}", op, attrs, inputs, proto_node.output[0])
-    return node
+    return SpecNode(index, proto_node.name or f"#{index}", proto_node.op_type, attrs, inputs, proto_node.output[0])
 
 
 def _check_attrs(node: SpecNode, weights: dict[str, TensorInfo], label: str) -> None:
-    """Attribute ranges (opset.check_*) before any shape is computed from them.
+    """Attribute ranges (the op's ``check_attrs``) before any shape is computed from them.
 
-    SpecConv's check also wants the input shape; the one its attributes imply is passed here and the
-    real one is compared in ``_check_node`` once shapes are inferred.
+    SpecConv's check also wants the input shape; the one its attributes imply is checked here and the
+    real one in ``_check_node`` once shapes are inferred.
     """
-    a = node.attrs
     node_label = f"{label}: node '{node.name}'"
     try:
-        if node.op == "SpecConv":
-            w = weights.get(node.inputs[1])
-            if w is None or len(w.shape) != 4:
-                raise ModelError(f"{label}: node '{node.name}' (SpecConv): weight W '{node.inputs[1]}' must be an "
-                                 f"initializer of shape [O, C, k, k]")
-            b = weights.get(node.inputs[2]) if len(node.inputs) > 2 else None
-            if len(node.inputs) > 2 and b is None:
-                raise ModelError(f"{label}: node '{node.name}' (SpecConv): bias B '{node.inputs[2]}' must be an initializer")
-            implied = (1, a["C"], a["Hs"] - a["k"] + 1, a["Ws"] - a["k"] + 1) if a["in_domain"] == "spatial" else (1, 0)
-            opset.check_conv(x_shape=implied, w_shape=w.shape, b_shape=None if b is None else b.shape,
-                             node=node_label, **a)
-        elif node.op == "SpecPool":
-            opset.check_pool(node=node_label, **a)
-        elif node.op == "SpecToSpatial":
-            opset.check_to_spatial(node=node_label, **a)
-        else:
-            opset.check_concat(n_inputs=len(node.inputs), node=node_label, **a)
-    except (opset.OpAttributeError, packed.PackedFormatError) as e:
+        ops.REGISTRY[node.op].check_attrs(node, weights, node_label)
+    except (ops.OpAttributeError, packed.PackedFormatError) as e:
         msg = str(e)
         raise ModelError(msg if msg.startswith(label) else f"{node_label} ({node.op}): {msg}") from None
 
@@ -468,7 +435,7 @@ def _check_attrs(node: SpecNode, weights: dict[str, TensorInfo], label: str) -> 
 def _check_node(
     node: SpecNode, tensors: dict[str, TensorInfo], weights: dict[str, TensorInfo], label: str
 ) -> None:
-    """Attributes in range (opset.check_*) and every input's shape and dtype consistent with them."""
+    """Attributes in range (the op's ``check_node``) and every input's shape and dtype consistent with them."""
     where = f"{label}: node '{node.name}' ({node.op})"
     a = node.attrs
 
@@ -488,34 +455,8 @@ def _check_node(
             raise ModelError(f"{where}: {what} '{name}' has the wrong row size: {e}") from None
 
     try:
-        if node.op == "SpecConv":  # attributes and weight shapes passed _check_attrs; now the real X
-            w = weights[node.inputs[1]]
-            b = weights[node.inputs[2]] if len(node.inputs) > 2 else None
-            for what, t in (("weight W", w), ("bias B", b)):
-                if t is not None and t.dtype != "float32":
-                    raise ModelError(f"{where}: {what} is {t.dtype}, expected float32")
-            x = info(node.inputs[0], "input X")
-            opset.check_conv(
-                x_shape=x.shape, w_shape=w.shape, b_shape=None if b is None else b.shape,
-                node=f"{label}: node '{node.name}'", **a,
-            )
-            if a["in_domain"] == "spatial":
-                if x.dtype != "float32":
-                    raise ModelError(f"{where}: spatial input X '{node.inputs[0]}' is {x.dtype}, expected float32")
-            else:
-                packed_in(node.inputs[0], "input X", a["C"], packed.num_coeffs(a["Hs"], a["Ws"]))
-        elif node.op == "SpecPool":
-            opset.check_pool(node=f"{label}: node '{node.name}'", **a)
-            packed_in(node.inputs[0], "input", a["C"], packed.num_coeffs(a["Hs"], a["Ws"]))
-        elif node.op == "SpecToSpatial":
-            opset.check_to_spatial(node=f"{label}: node '{node.name}'", **a)
-            packed_in(node.inputs[0], "input", a["C"], packed.num_coeffs(a["Hs"], a["Ws"]))
-        else:
-            opset.check_concat(n_inputs=len(node.inputs), node=f"{label}: node '{node.name}'", **a)
-            F = packed.num_coeffs(a["Hs"], a["Ws"])
-            for i, (name, c) in enumerate(zip(node.inputs, a["C"])):
-                packed_in(name, f"input {i}", c, F)
-    except (opset.OpAttributeError, packed.PackedFormatError) as e:
+        ops.REGISTRY[node.op].check_node(node, info, packed_in, f"{label}: node '{node.name}'")
+    except (ops.OpAttributeError, packed.PackedFormatError) as e:
         msg = str(e)
         raise ModelError(msg if msg.startswith(label) else f"{where}: {msg}") from None
 
@@ -576,7 +517,7 @@ def read_model(model: "str | Path | onnx.ModelProto") -> ModelInfo:
     if batch is not None and max_batch is not None and batch > max_batch:
         raise ModelError(f"{label}: static batch {batch} is over the declared maximum {max_batch}")
 
-    spec_nodes = [_spec_node(n, i, label) for i, n in enumerate(g.node) if n.domain == opset.DOMAIN]
+    spec_nodes = [_spec_node(n, i, label) for i, n in enumerate(g.node) if n.domain == ops.DOMAIN]
     weights = _weight_shapes(proto)
     for n in spec_nodes:
         _check_attrs(n, weights, label)

@@ -6,7 +6,7 @@ Three constraints of onnxruntime-extensions shape this module:
   time (domain, and a per-variant op type); the file on disk keeps domain ``specdeploy``.
 * A Python op has a fixed list of input types and scalar INT/FLOAT/STRING attributes only. So each
   (op, variant) gets its own registered type: SpecConv spatial/spectral with/without bias,
-  SpecConcat per input count; SpecConcat's INTS ``C`` travels as the string "c0,c1,...".
+  SpecConcat per input count (each op's ``ort_variant``); an INTS attribute (SpecConcat's ``C``) travels as the string "c0,c1,...".
 * An exception escaping a Python op aborts the process (``std::terminate``). The graph is therefore
   fully validated (``graph.read_model``) before the session exists, and each op additionally catches
   everything, records it for its session (routed by a hidden ``sd_session`` attribute), returns zeros
@@ -60,7 +60,7 @@ except ImportError as _e:  # pragma: no cover - only without the optional deps
         f"backend 'ort' needs onnxruntime and onnxruntime-extensions ({_e}): pip install 'specdeploy[ort]'"
     ) from _e
 
-from specdeploy import opset, reference
+from specdeploy import ops
 from specdeploy.runtime.errors import OpExecutionError
 from specdeploy.runtime.graph import ModelInfo, SpecNode
 from specdeploy.runtime.session import Session
@@ -81,33 +81,25 @@ _session_ids = itertools.count()
 
 def ort_op_type(node: SpecNode) -> str:
     """The in-memory op type of a node's variant, e.g. 'Specdeploy_SpecConv_spatial_bias'."""
-    if node.op == "SpecConv":
-        return f"Specdeploy_SpecConv_{node.attrs['in_domain']}_{'bias' if len(node.inputs) == 3 else 'nobias'}"
-    if node.op == "SpecConcat":
-        return f"Specdeploy_SpecConcat_{len(node.inputs)}"
-    return f"Specdeploy_{node.op}"
+    return f"Specdeploy_{node.op}{ops.REGISTRY[node.op].ort_variant(node)}"
 
 
 def _signature(node: SpecNode) -> tuple[list[int], list[int]]:
-    f32, i32 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int32
-    if node.op == "SpecConv":
-        x = f32 if node.attrs["in_domain"] == "spatial" else i32
-        return [x, f32, f32][: len(node.inputs)], [i32]
-    if node.op == "SpecToSpatial":
-        return [i32], [f32]
-    return [i32] * len(node.inputs), [i32]
+    dt = {"float": PyCustomOpDef.dt_float, "float32": PyCustomOpDef.dt_float, "int32": PyCustomOpDef.dt_int32}
+    d = ops.REGISTRY[node.op]
+    return [dt[t] for t in d.ort_inputs(node)], [dt[_out_dtype(node)]]
+
+
+def _out_dtype(node: SpecNode) -> str:
+    return "float32" if not ops.REGISTRY[node.op].packed_output else "int32"
 
 
 def _compute(op: str, inputs: tuple[np.ndarray, ...], attrs: dict[str, Any]) -> np.ndarray:
-    if op == "SpecConv":
-        x, w, *b = inputs
-        return reference.spec_conv(x, w, b[0] if b else None, **attrs)
-    if op == "SpecPool":
-        return reference.spec_pool(inputs[0], **attrs)
-    if op == "SpecToSpatial":
-        return reference.spec_to_spatial(inputs[0], **attrs)
-    attrs["C"] = [int(c) for c in str(attrs["C"]).split(",")]
-    return reference.spec_concat(list(inputs), **attrs)
+    d = ops.REGISTRY[op]
+    for name, t in d.attributes.items():  # INTS travel as the string "c0,c1,..."
+        if t == "INTS":
+            attrs[name] = [int(c) for c in str(attrs[name]).split(",")]
+    return d.reference(list(inputs), attrs)
 
 
 def _record(session: str, node: str, exc: BaseException) -> None:
@@ -144,9 +136,9 @@ def _register(node: SpecNode) -> str:
     with _register_lock:
         if op_type not in _registered:
             ins, outs = _signature(node)
-            attrs = {name: _ATTR_DT[t] for name, t in opset.ATTRIBUTES[node.op].items()}
+            attrs = {name: _ATTR_DT[t] for name, t in ops.REGISTRY[node.op].attributes.items()}
             attrs.update({h: PyCustomOpDef.dt_string for h in _HIDDEN})
-            out_dtype = np.float32 if node.op == "SpecToSpatial" else np.int32
+            out_dtype = np.dtype(_out_dtype(node)).type
             onnx_op(op_type=op_type, inputs=ins, outputs=outs, attrs=attrs)(_make_kernel(node.op, out_dtype))
             _registered.add(op_type)
     return op_type
@@ -164,18 +156,19 @@ def _rewrite(info: ModelInfo, session_id: str, out_dims: dict[str, tuple[int, ..
         pnode.op_type = _register(n)
         if len(pnode.input) == 3 and not pnode.input[2]:
             del pnode.input[2]
-        if n.op == "SpecConcat":
-            for a in pnode.attribute:
-                if a.name == "C":
-                    pnode.attribute.remove(a)
-                    break
-            pnode.attribute.append(helper.make_attribute("C", ",".join(str(c) for c in n.attrs["C"])))
+        for name, t in ops.REGISTRY[n.op].attributes.items():  # a Python op takes no INTS: send a string
+            if t == "INTS":
+                for a in pnode.attribute:
+                    if a.name == name:
+                        pnode.attribute.remove(a)
+                        break
+                pnode.attribute.append(helper.make_attribute(name, ",".join(str(c) for c in n.attrs[name])))
         pnode.attribute.extend([
             helper.make_attribute("sd_session", session_id),
             helper.make_attribute("sd_node", n.name),
             helper.make_attribute("sd_shape", ",".join(str(d) for d in out_dims[n.output])),
         ])
-    imports = [d for d in proto.opset_import if d.domain != opset.DOMAIN]
+    imports = [d for d in proto.opset_import if d.domain != ops.DOMAIN]
     del proto.opset_import[:]
     proto.opset_import.extend(imports + [helper.make_opsetid(CONTRIB_DOMAIN, 1)])
     outputs = {o.name for o in proto.graph.output}

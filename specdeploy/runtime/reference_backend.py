@@ -12,7 +12,7 @@ import numpy as np
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from specdeploy import reference
+from specdeploy import ops
 from specdeploy.runtime.errors import OpExecutionError
 from specdeploy.runtime.graph import ModelInfo
 from specdeploy.runtime.session import Session
@@ -23,7 +23,7 @@ __all__ = ["ReferenceSession", "REFERENCE_OPS"]
 class _SpecOp(OpRun):
     """Common part: name the node when the reference op fails (it should not on a validated graph)."""
 
-    op_domain = "specdeploy"
+    op_domain = ops.DOMAIN
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> tuple[np.ndarray]:
         try:
@@ -32,28 +32,16 @@ class _SpecOp(OpRun):
             raise OpExecutionError(f"node '{self.onnx_node.name}' ({self.onnx_node.op_type}): {e}") from e
 
 
-class SpecConv(_SpecOp):
-    def _run(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, **attrs: Any) -> tuple[np.ndarray]:
-        return self._call(reference.spec_conv, x, w, b, **attrs)
+def _op_class(d: ops.OpDef) -> type[_SpecOp]:
+    """An OpRun named like the op that runs its reference function (``specdeploy.ops.<op>``)."""
+
+    def _run(self: _SpecOp, *inputs: np.ndarray | None, **attrs: Any) -> tuple[np.ndarray]:
+        return self._call(d.reference, list(inputs), attrs)
+
+    return type(d.name, (_SpecOp,), {"_run": _run, "__doc__": d.doc})
 
 
-class SpecPool(_SpecOp):
-    def _run(self, x: np.ndarray, **attrs: Any) -> tuple[np.ndarray]:
-        return self._call(reference.spec_pool, x, **attrs)
-
-
-class SpecToSpatial(_SpecOp):
-    def _run(self, x: np.ndarray, **attrs: Any) -> tuple[np.ndarray]:
-        return self._call(reference.spec_to_spatial, x, **attrs)
-
-
-class SpecConcat(_SpecOp):
-    def _run(self, *xs: np.ndarray, **attrs: Any) -> tuple[np.ndarray]:
-        attrs["C"] = [int(c) for c in attrs["C"]]
-        return self._call(reference.spec_concat, list(xs), **attrs)
-
-
-REFERENCE_OPS = [SpecConv, SpecPool, SpecToSpatial, SpecConcat]
+REFERENCE_OPS = [_op_class(d) for d in ops.REGISTRY.values()]
 
 
 class ReferenceSession(Session):

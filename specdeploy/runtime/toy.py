@@ -19,7 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from specdeploy import opset, packed
+from specdeploy import ops, packed
+from specdeploy.metadata import META_CALIBRATION, META_DATA, META_MAX_BATCH, META_MODEL, META_VALUE_DTYPE
 
 __all__ = ["toy_spectral", "toy_spatial", "IR_VERSION", "ONNX_OPSET"]
 
@@ -34,14 +35,14 @@ def _batch_dim(batch: int | None) -> int | str:
 def _meta(model: onnx.ModelProto, config: dict[str, Any], value_dtype: str, max_batch: int | None,
           data: str, calibration: dict[str, Any] | None) -> None:
     meta = {
-        "specdeploy.model": json.dumps(config),
-        "specdeploy.value_dtype": value_dtype,
-        "specdeploy.data": json.dumps({"name": data}),
+        META_MODEL: json.dumps(config),
+        META_VALUE_DTYPE: value_dtype,
+        META_DATA: json.dumps({"name": data}),
     }
     if calibration is not None:
-        meta["specdeploy.calibration"] = json.dumps(calibration)
+        meta[META_CALIBRATION] = json.dumps(calibration)
     if max_batch is not None:
-        meta["specdeploy.max_batch"] = str(max_batch)
+        meta[META_MAX_BATCH] = str(max_batch)
     helper.set_model_props(model, meta)
 
 
@@ -55,7 +56,7 @@ def _finish(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], infos: l
     )
     imports = [helper.make_opsetid("", ONNX_OPSET)]
     if spectral:
-        imports.append(helper.make_opsetid(opset.DOMAIN, opset.VERSION))
+        imports.append(helper.make_opsetid(ops.DOMAIN, ops.VERSION))
     m = helper.make_model(graph, opset_imports=imports, producer_name="specdeploy-toy")
     m.ir_version = IR_VERSION
     return m
@@ -98,12 +99,12 @@ def toy_spectral(
     common = dict(beta=float(beta), activation="tanh", value_dtype=value_dtype)
     nodes = [
         helper.make_node("SpecConv", ["input", "conv1.weight"] + (["conv1.bias"] if bias else []), ["p1"],
-                         name="conv1", domain=opset.DOMAIN, in_domain="spatial", C=in_channels, Hs=Hs1, Ws=Hs1,
+                         name="conv1", domain=ops.DOMAIN, in_domain="spatial", C=in_channels, Hs=Hs1, Ws=Hs1,
                          k=k, capacity=caps["conv1"], **common),
-        helper.make_node("SpecPool", ["p1"], ["p2"], name="pool1", domain=opset.DOMAIN, C=c1, Hs=Hs1, Ws=Hs1,
+        helper.make_node("SpecPool", ["p1"], ["p2"], name="pool1", domain=ops.DOMAIN, C=c1, Hs=Hs1, Ws=Hs1,
                          out_Hs=Hs2, out_Ws=Hs2, capacity=caps["pool1"], value_dtype=value_dtype),
         helper.make_node("SpecConv", ["p2", "conv2.weight"] + (["conv2.bias"] if bias else []), ["p3"],
-                         name="conv2", domain=opset.DOMAIN, in_domain="spectral", C=c1, Hs=Hs2, Ws=Hs2, k=k,
+                         name="conv2", domain=ops.DOMAIN, in_domain="spectral", C=c1, Hs=Hs2, Ws=Hs2, k=k,
                          capacity=caps["conv2"], **common),
     ]
     infos = [
@@ -115,12 +116,12 @@ def toy_spectral(
     if concat:
         C_last = c1 + c2
         caps["cat"] = cap(C_last, Hs2, fr[2])
-        nodes.append(helper.make_node("SpecConcat", ["p2", "p3"], ["p4"], name="cat", domain=opset.DOMAIN,
+        nodes.append(helper.make_node("SpecConcat", ["p2", "p3"], ["p4"], name="cat", domain=ops.DOMAIN,
                                       C=[c1, c2], Hs=Hs2, Ws=Hs2, capacity=caps["cat"], value_dtype=value_dtype))
         infos.append(helper.make_tensor_value_info(
             "p4", TensorProto.INT32, [b, packed.row_words(C_last, packed.num_coeffs(Hs2, Hs2), caps["cat"], value_dtype)]))
         last = "p4"
-    nodes.append(helper.make_node("SpecToSpatial", [last], ["s"], name="to_spatial", domain=opset.DOMAIN,
+    nodes.append(helper.make_node("SpecToSpatial", [last], ["s"], name="to_spatial", domain=ops.DOMAIN,
                                   C=C_last, Hs=Hs2, Ws=Hs2, value_dtype=value_dtype))
     infos.append(helper.make_tensor_value_info("s", TensorProto.FLOAT, [b, C_last, Hs2, Hs2]))
     nodes, inits = _head(nodes, inits, "s", C_last * Hs2 * Hs2, classes, rng)

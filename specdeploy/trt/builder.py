@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from specdeploy import recipes
+from specdeploy.metadata import META_MAX_BATCH
 from specdeploy.trt import compat
 from specdeploy.trt.sidecar import file_sha256, make_sidecar, write_sidecar
 
@@ -43,7 +45,7 @@ class EngineBuildError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class BuildOptions:
     fp16: bool = False
-    workspace_mib: int = 1024
+    workspace_mib: int = recipes.TRT_WORKSPACE_MIB
     max_batch: int | None = None
     opt_batch: int | None = None
     min_batch: int = 1
@@ -74,9 +76,6 @@ class BuildOptions:
         return self.min_batch, opt, mx
 
 
-_TRT_KEYS = {"precision", "workspace_mib", "tactic_sources", "builder_optimization_level"}
-
-
 def load_recipe(recipe: Any) -> dict[str, Any] | None:
     """The recipe as a dict: from a dict, a Recipe (``to_dict``), a ``.json`` path, or a recipe name/path
     loaded and validated by :func:`specdeploy.recipes.load`."""
@@ -97,8 +96,6 @@ def load_recipe(recipe: Any) -> dict[str, Any] | None:
         if not isinstance(data, dict):
             raise ValueError(f"recipe {p} must be an object at the top level")
         return data
-    from specdeploy import recipes
-
     return recipes.load(recipe).to_dict()
 
 
@@ -122,24 +119,14 @@ def options_from_recipe(
     kw: dict[str, Any] = {}
     recipe = recipe or {}
     tr = recipe.get("tensorrt") or {}
-    if not isinstance(tr, Mapping):
-        raise ValueError("recipe [tensorrt] must be a table")
-    unknown = sorted(set(tr) - _TRT_KEYS)
-    if unknown:
-        raise ValueError(f"recipe [tensorrt] has unknown keys {unknown}; known: {sorted(_TRT_KEYS)}")
+    t = recipes.tensorrt_options(tr)  # the one validator of TensorRT options (specdeploy.recipes)
     if "precision" in tr:
-        prec = str(tr["precision"]).lower()
-        if prec not in ("fp16", "fp32"):
-            raise ValueError(f"recipe tensorrt.precision must be 'fp16' or 'fp32', got {tr['precision']!r}")
-        kw["fp16"] = prec == "fp16"
+        kw["fp16"] = t.precision == "fp16"
     for key in ("workspace_mib", "builder_optimization_level"):
         if tr.get(key) is not None:
-            kw[key] = _as_int(f"tensorrt.{key}", tr[key])
-    if tr.get("tactic_sources"):
-        src = tr["tactic_sources"]
-        if isinstance(src, str) or not all(isinstance(x, str) for x in src):
-            raise ValueError(f"recipe tensorrt.tactic_sources must be a list of names, got {src!r}")
-        kw["tactic_sources"] = tuple(src)
+            kw[key] = getattr(t, key)
+    if t.tactic_sources:
+        kw["tactic_sources"] = t.tactic_sources
     ex = recipe.get("export") or {}
     if not isinstance(ex, Mapping):
         raise ValueError("recipe [export] must be a table")
@@ -185,7 +172,7 @@ def onnx_max_batch(onnx_path: Path) -> int | None:
     except Exception:  # noqa: BLE001 - the TensorRT parser reports broken files properly
         return None
     for prop in model.metadata_props:
-        if prop.key == "specdeploy.max_batch":
+        if prop.key == META_MAX_BATCH:
             try:
                 return int(prop.value)
             except ValueError:

@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-PLUGINS_ENV = "SPECDEPLOY_TRT_PLUGINS"
+from specdeploy.recipes import TRT_WORKSPACE_MIB
+from specdeploy.trt.compat import PLUGINS_ENV
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fp16", action="store_true", default=None,
                    help="allow fp16 kernels (TensorRT 10; on 11 precision follows the graph)")
     p.add_argument("--workspace", type=positive_int, default=None, metavar="MiB",
-                   help="workspace pool limit in MiB (>= 1, default 1024)")
+                   help=f"workspace pool limit in MiB (>= 1, default {TRT_WORKSPACE_MIB})")
     p.add_argument("--max-batch", type=positive_int, default=None, metavar="N",
                    help="largest batch of the optimization profile (dynamic-batch models)")
     p.add_argument("--json", action="store_true", help="print the sidecar as JSON instead of a summary")

@@ -28,10 +28,16 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
+from specdeploy import ops
+
+#: environment variable naming libspecdeploy_trt.so (CLI `build` default, backend "tensorrt")
+PLUGINS_ENV = "SPECDEPLOY_TRT_PLUGINS"
+
 TRT_MISSING_MESSAGE = "TensorRT Python package not found: install specdeploy[trt] on a machine with TensorRT"
 
-#: plugin name -> version of the creators libspecdeploy_trt.so registers (namespace "").
-SPECDEPLOY_PLUGINS = {"SpecConv": "1", "SpecPool": "1", "SpecToSpatial": "1", "SpecConcat": "1"}
+#: plugin name -> version of the creators libspecdeploy_trt.so registers (namespace ""): one per op
+#: of the op set (``specdeploy.ops``, each op's ``trt_version``).
+SPECDEPLOY_PLUGINS = {name: op.trt_version for name, op in ops.REGISTRY.items()}
 
 
 class TensorRTUnavailableError(ImportError, ValueError):

@@ -28,7 +28,7 @@ import numpy as np
 from specdeploy.runtime.graph import ModelInfo
 from specdeploy.runtime.session import Session
 from specdeploy.trt import compat
-from specdeploy.trt.cli import PLUGINS_ENV
+from specdeploy.trt.compat import PLUGINS_ENV
 
 FP16_ENV = "SPECDEPLOY_TRT_FP16"
 

@@ -123,6 +123,10 @@ SD_API const char* sd_last_error(void);
  * error text (e.g. no kernel image for this architecture, driver too old) and the architectures the
  * library was built for. host library: always SD_OK. (Added by the kernel engineer.) */
 SD_API sd_status sd_check_device(void);
+/* Bindings' self-check: sizeof/offsetof of the params structs and the constants above, by their C
+ * spelling ("sizeof(sd_spec_conv_params)", "offsetof(sd_spec_conv_params, beta)", "SD_NLEV"); -1 for
+ * an unknown name. specdeploy/native/abi.py compares every ctypes mirror with it at load. */
+SD_API int64_t sd_abi_query(const char* name);
 
 /* Packed rows: words per row for C channels of F coefficients; 0 if the arguments are invalid
  * (C < 1, F < 1, capacity outside 1 .. C*F, value_dtype not 0/1). */

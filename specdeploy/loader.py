@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from . import ArrayDataset, normalize
+from specdeploy.data import ArrayDataset, normalize
 
 __all__ = ["make_loader", "augment_batch", "BatchPlan", "BatchDataset", "FLIP_OK", "PAD"]
 

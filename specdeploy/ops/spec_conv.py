@@ -1,0 +1,294 @@
+"""SpecConv: spectral convolution, bias on DC, threshold at beta, activation; packed output.
+
+DESIGN §2/§3, docs/ops.md. Every fact of the op that is not a kernel lives here (docs/adding-an-op.md):
+attributes and their rules, output row words, dense coefficients, the native library's workspace
+(a port of plugins/common/src/plan.cpp), the numpy reference, the ONNX schema, and the ORT and
+native adapters. Numpy only (never torch, never onnx at import).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from specdeploy import packed
+from specdeploy.ops import _base as base
+from specdeploy.ops._base import NativeCall, OpAttributeError, OpDef, SchemaParam
+
+NAME = "SpecConv"
+IN_DOMAINS = ("spatial", "spectral")
+ACTIVATIONS = ("tanh", "none")
+ATTRIBUTES = {
+    "in_domain": "STRING", "C": "INT", "Hs": "INT", "Ws": "INT", "k": "INT", "beta": "FLOAT",
+    "activation": "STRING", "capacity": "INT", "value_dtype": "STRING",
+}
+#: C ABI enum values (specdeploy_c.h: sd_domain, sd_activation, sd_input_spectrum)
+NATIVE_DOMAIN = {"spatial": 0, "spectral": 1}
+NATIVE_ACTIVATION = {"none": 0, "tanh": 1}
+INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}
+
+
+# -------------------------------------------------------------------------------------- validation
+
+
+def check(
+    *, x_shape: Sequence[int], w_shape: Sequence[int], b_shape: Sequence[int] | None, in_domain: str, C: int,
+    Hs: int, Ws: int, k: int, beta: float, activation: str, capacity: int, value_dtype: str,
+    node: str = NAME,
+) -> int:
+    """Validate a SpecConv node and its input shapes; returns the number of output channels O."""
+    in_domain = base.choice(node, "in_domain", in_domain, IN_DOMAINS)
+    F = base.size(node, C, Hs, Ws)
+    k = base.int_at_least(node, "k", k, 1)
+    if k > min(Hs, Ws):
+        raise base.fail(node, "k", k, f"must be <= min(Hs, Ws) = {min(Hs, Ws)}")
+    base.finite_at_least_zero(node, "beta", beta)
+    base.choice(node, "activation", activation, ACTIVATIONS)
+    base.choice(node, "value_dtype", value_dtype, packed.VALUE_DTYPES)
+    if len(w_shape) != 4 or tuple(w_shape[1:]) != (C, k, k):
+        raise OpAttributeError(f"{node}: weight W has shape {tuple(w_shape)}, expected [O, C={C}, k={k}, k={k}]")
+    O = int(w_shape[0])
+    if O < 1:
+        raise OpAttributeError(f"{node}: weight W has no output channels")
+    if b_shape is not None and tuple(b_shape) != (O,):
+        raise OpAttributeError(f"{node}: bias B has shape {tuple(b_shape)}, expected [{O}]")
+    base.capacity(node, capacity, O, F)
+    if in_domain == "spatial":
+        if len(x_shape) != 4 or x_shape[1] != C or (x_shape[2] + k - 1, x_shape[3] + k - 1) != (Hs, Ws):
+            raise OpAttributeError(
+                f"{node}: spatial input X has shape {tuple(x_shape)}, expected [B, C={C}, H, W] with "
+                f"H + k - 1 = Hs = {Hs} and W + k - 1 = Ws = {Ws}"
+            )
+    elif len(x_shape) != 2:
+        raise OpAttributeError(f"{node}: spectral input X has shape {tuple(x_shape)}, expected packed [B, S]")
+    return O
+
+
+def _check_attrs(node: Any, weights: dict[str, Any], label: str) -> None:
+    a = node.attrs
+    w = weights.get(node.inputs[1])
+    if w is None or len(w.shape) != 4:
+        raise OpAttributeError(f"weight W '{node.inputs[1]}' must be an initializer of shape [O, C, k, k]")
+    bias = weights.get(node.inputs[2]) if len(node.inputs) > 2 else None
+    if len(node.inputs) > 2 and bias is None:
+        raise OpAttributeError(f"bias B '{node.inputs[2]}' must be an initializer")
+    # the input shape the attributes imply; the real one is compared in _check_node
+    implied = (1, a["C"], a["Hs"] - a["k"] + 1, a["Ws"] - a["k"] + 1) if a["in_domain"] == "spatial" else (1, 0)
+    check(x_shape=implied, w_shape=w.shape, b_shape=None if bias is None else bias.shape, node=label, **a)
+
+
+def _check_node(node: Any, info: Any, packed_in: Any, label: str) -> None:
+    a = node.attrs
+    w = info(node.inputs[1], "weight W")
+    bias = info(node.inputs[2], "bias B") if len(node.inputs) > 2 else None
+    for what, t in (("weight W", w), ("bias B", bias)):
+        if t is not None and t.dtype != "float32":
+            raise OpAttributeError(f"{what} is {t.dtype}, expected float32")
+    x = info(node.inputs[0], "input X")
+    check(x_shape=x.shape, w_shape=w.shape, b_shape=None if bias is None else bias.shape, node=label, **a)
+    if a["in_domain"] == "spatial":
+        if x.dtype != "float32":
+            raise OpAttributeError(f"spatial input X '{node.inputs[0]}' is {x.dtype}, expected float32")
+    else:
+        packed_in(node.inputs[0], "input X", a["C"], packed.num_coeffs(a["Hs"], a["Ws"]))
+
+
+# ---------------------------------------------------------------------------------- shapes, memory
+
+
+def out_channels(weight_shapes: Sequence[Any]) -> int:
+    return int(weight_shapes[1][0])
+
+
+def _output(a: dict[str, Any], weight_shapes: Sequence[Any]) -> tuple[tuple[int, ...], str]:
+    O = out_channels(weight_shapes)
+    return (packed.row_words(O, packed.num_coeffs(a["Hs"], a["Ws"]), a["capacity"], a["value_dtype"]),), "int32"
+
+
+def _dense_coeffs(a: dict[str, Any], weight_shapes: Sequence[Any]) -> int:
+    return out_channels(weight_shapes) * packed.num_coeffs(a["Hs"], a["Ws"])
+
+
+def streams_input(O: int, H: int, W: int, k: int) -> bool:
+    """Whether a spatial-input SpecConv recomputes its input spectrum per tile instead of storing it.
+
+    The library's automatic choice (``sd::conv_streams_input``, plugins/spec_conv/README.md): stream
+    when recomputing each coefficient for every tile of 8 output channels, ``ceil(O/8) * (H*W + H)``
+    multiply-adds, costs at most 8x the op's own work per coefficient, ``O * (k*k + k + 1)``. Small
+    first layers (LeNet-5: O = 6 on 32x32) then need no dense spectrum at all; wide ones keep it.
+    """
+    return -(-O // 8) * (H * W + H) <= 8 * O * (k * k + k + 1)
+
+
+def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
+    """sd_spec_conv_workspace_size: pipeline + twiddles, plus the dense input spectrum of a spatial
+    input that is not streamed (``B * C * F * 8`` bytes, the only dense spectral buffer allowed)."""
+    Hs, Ws = int(a["Hs"]), int(a["Ws"])
+    ws = base.pipeline_workspace(batch) + base.twiddle_workspace(Hs, Ws)
+    if a.get("in_domain") == "spatial":
+        if O is None:
+            raise ValueError("declared_workspace: a spatial-input SpecConv needs out_channels (O)")
+        k = int(a["k"])
+        if not streams_input(int(O), Hs - k + 1, Ws - k + 1, k):
+            ws += base.align(base.COMPLEX64 * batch * int(a["C"]) * packed.num_coeffs(Hs, Ws))
+    return ws + base.WS_ALIGN
+
+
+# ------------------------------------------------------------------------------------------ reference
+
+
+def _activate(y: np.ndarray, activation: str) -> np.ndarray:
+    if activation == "tanh":
+        return (np.tanh(y.real) + 1j * np.tanh(y.imag)).astype(np.complex64)
+    return y.astype(np.complex64)
+
+
+def spatial_spectrum(x: np.ndarray, Hs: int, Ws: int) -> np.ndarray:
+    """Orthonormal half spectrum of a real [B, C, H, W] map zero-padded to (Hs, Ws): [B, C, Hs, Wh]."""
+    return np.fft.rfft2(np.asarray(x, dtype=np.float64), s=(Hs, Ws), norm="ortho")
+
+
+def kernel_spectrum(w: np.ndarray, Hs: int, Ws: int) -> np.ndarray:
+    """Plain DFT of [O, C, k, k] kernels zero-padded to (Hs, Ws): [O, C, Hs, Wh]."""
+    return np.fft.rfft2(np.asarray(w, dtype=np.float64), s=(Hs, Ws))
+
+
+def reference(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int, k: int,
+    beta: float, activation: str, capacity: int, value_dtype: str,
+) -> np.ndarray:
+    """SpecConv: packed [B, S_out] from a spatial [B, C, H, W] or packed [B, S_in] input."""
+    w = np.asarray(w, dtype=np.float32)
+    O = check(
+        x_shape=np.shape(x), w_shape=w.shape, b_shape=None if b is None else np.shape(b), in_domain=in_domain,
+        C=C, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity, value_dtype=value_dtype,
+    )
+    upstream = None
+    if in_domain == "spatial":
+        X = spatial_spectrum(x, Hs, Ws)
+    else:
+        dec = base.decode(x, C, Hs, Ws, value_dtype, "SpecConv input X")
+        X = dec.values.astype(np.complex128).reshape(-1, C, Hs, Ws // 2 + 1)
+        upstream = dec.overflowed
+    K = kernel_spectrum(w, Hs, Ws)
+    Y = np.einsum("bcpq,ocpq->bopq", X, K)
+    if b is not None:
+        Y[:, :, 0, 0] += np.asarray(b, dtype=np.float64) * math.sqrt(Hs * Ws)
+    Y = Y.astype(np.complex64).reshape(Y.shape[0], O, -1)
+    return packed.pack(Y, _activate(Y, activation), beta, capacity, value_dtype, upstream_overflowed=upstream)
+
+
+def _reference(inputs: list[Any], attrs: dict[str, Any]) -> np.ndarray:
+    x, w, *rest = inputs
+    return reference(x, w, rest[0] if rest else None, **attrs)
+
+
+# --------------------------------------------------------------------------------------- ONNX schema
+
+
+def _infer_shape(ctx: Any, h: Any) -> None:
+    w = ctx.get_input_type(1)
+    if w is None or not w.tensor_type.HasField("shape") or not w.tensor_type.shape.dim[0].HasField("dim_value"):
+        return  # output channels unknown: leave the output shape to value_info
+    O = w.tensor_type.shape.dim[0].dim_value
+    F = packed.num_coeffs(int(h.attr(ctx, "Hs")), int(h.attr(ctx, "Ws")))
+    h.set_output(ctx, "int32", [packed.row_words(O, F, int(h.attr(ctx, "capacity")), h.dtype(ctx))])
+
+
+# ------------------------------------------------------------------------------------- ORT adapter
+
+
+def _ort_variant(node: Any) -> str:
+    return f"_{node.attrs['in_domain']}_{'bias' if len(node.inputs) == 3 else 'nobias'}"
+
+
+def _ort_inputs(node: Any) -> list[str]:
+    x = "float" if node.attrs["in_domain"] == "spatial" else "int32"
+    return [x, "float", "float"][: len(node.inputs)]
+
+
+# ---------------------------------------------------------------------------------- native adapter
+
+
+def native_params(
+    *, in_domain: str, C: int, O: int, Hs: int, Ws: int, k: int, beta: float, activation: str, capacity: int,
+    value_dtype: str, H: int = 0, W: int = 0, x_dtype: Any = np.float32, has_bias: bool = False,
+    in_row_words: int = 0, input_spectrum: str = "auto",
+) -> Any:
+    """The sd_spec_conv_params of a SpecConv node (string attributes as in docs/ops.md).
+
+    ``input_spectrum`` (spatial input): "auto" (the library's rule, what the planner assumes),
+    "dense" (rfft2 into the workspace) or "streamed" (recomputed per tile, no buffer): same bits.
+    """
+    from specdeploy.native import abi
+
+    op = NAME
+    p = abi.ConvParams()
+    p.in_domain = abi.enum(op, "in_domain", in_domain, NATIVE_DOMAIN)
+    p.C, p.O, p.H, p.W = (abi.i32(op, n, v) for n, v in (("C", C), ("O", O), ("H", H), ("W", W)))
+    p.Hs, p.Ws, p.k = (abi.i32(op, n, v) for n, v in (("Hs", Hs), ("Ws", Ws), ("k", k)))
+    with np.errstate(over="ignore"):
+        p.beta = float(np.float32(beta))  # non-finite values are reported by the C validation
+    p.activation = abi.enum(op, "activation", activation, NATIVE_ACTIVATION)
+    p.capacity = abi.i32(op, "capacity", capacity)
+    p.value_dtype = abi.enum(op, "value_dtype", value_dtype, abi.VALUE_DTYPE)
+    p.x_type = abi.float_type(op, "x dtype", x_dtype) if p.in_domain == 0 else 0
+    p.has_bias = 1 if has_bias else 0
+    p.input_spectrum = abi.enum(op, "input_spectrum", input_spectrum, INPUT_SPECTRUM)
+    p.in_row_words = int(in_row_words)
+    return p
+
+
+def _native(node: Any, ctx: Any) -> NativeCall:
+    a = node.attrs
+    lib = ctx.lib
+    w = ctx.weight_ptr(node.inputs[1])
+    bias = ctx.weight_ptr(node.inputs[2]) if len(node.inputs) > 2 else None
+    O = int(ctx.weight_shape(node.inputs[1])[0])
+    common = dict(in_domain=a["in_domain"], C=a["C"], O=O, Hs=a["Hs"], Ws=a["Ws"], k=a["k"], beta=a["beta"],
+                  activation=a["activation"], capacity=a["capacity"], value_dtype=a["value_dtype"],
+                  has_bias=bias is not None)
+    if a["in_domain"] == "spatial":
+        _, _, H, W = ctx.in_shape(node.inputs[0])
+        # the spatial input arrives as float32 (graph input) or float16 (standard ops in fp16)
+        by_dtype = {dt: ctx.checked(native_params(**common, H=H, W=W, x_dtype=dt)) for dt in ("float32", "float16")}
+    else:
+        by_dtype = {"int32": ctx.checked(native_params(**common, in_row_words=ctx.row_words(node.inputs[0])))}
+    S = lib.out_row_words(next(iter(by_dtype.values())))
+    variants = list(by_dtype.values())
+
+    def run(B: int, xs: list[int], x_dtype: str, y: int, ws: int, ws_bytes: int, stream: int) -> None:
+        lib.spec_conv_forward_ptr(by_dtype[x_dtype], B, xs[0], w, bias, y, ws, ws_bytes, stream)
+
+    return NativeCall((S,), "int32", tuple(by_dtype), run,
+                      lambda B: max(lib.spec_conv_workspace_size(v, B) for v in variants))
+
+
+OP = OpDef(
+    name=NAME,
+    attributes=ATTRIBUTES,
+    doc="Spectral convolution, threshold at beta and tanh activation; packed output (docs/ops.md).",
+    n_inputs=(2, 3),
+    inputs_doc="X, W and an optional B",
+    weight_inputs=(1, 2),
+    check_attrs=_check_attrs,
+    check_node=_check_node,
+    output=_output,
+    dense_coeffs=_dense_coeffs,
+    workspace=workspace,
+    reference=_reference,
+    schema_inputs=(
+        SchemaParam("X", "TX", "spatial float [B,C,H,W] or packed int32 [B,S]"),
+        SchemaParam("W", "TF", "kernels [O,C,k,k]"),
+        SchemaParam("B", "TF", "bias [O]", "optional"),
+    ),
+    schema_outputs=(SchemaParam("Y", "P", "packed output"),),
+    schema_types=(("TX", ("tensor(float)", "tensor(float16)", "tensor(int32)"), "input"),
+                  ("TF", ("tensor(float)",), "weights")),
+    infer_shape=_infer_shape,
+    ort_variant=_ort_variant,
+    ort_inputs=_ort_inputs,
+    native=_native,
+)
