@@ -10,7 +10,7 @@ Figures per model and batch (schema: docs/bench.md):
   declared workspace); activations counted as fp16 for both models when the spectral model stores
   fp16 values (the twin at its best precision). ``planned_live_peak_bytes``: the live activations
   alone (the feature maps' share, the paper's claim; the ops' scratch excluded).
-* ``accuracy`` / ``overflowed``: over the evaluated test samples. Every op is per sample, so the
+* ``accuracy`` / ``overflowed`` / ``nonfinite``: over the evaluated test samples. Every op is per sample, so the
   result does not depend on the batch; it is evaluated once per model, at the largest batch asked for.
 * ``latency_ms``: median wall time of one ``run`` of a batch, warmup runs excluded.
 * ``measured``: what the backend's ``Session.memory()`` reports (CPU backends: process RSS deltas).
@@ -153,9 +153,11 @@ def environment(backend: str) -> dict[str, Any]:
     }
 
 
-def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> tuple[float, int]:
-    """Accuracy and overflowed-sample count in chunks of ``batch`` (a static model's last chunk is padded)."""
-    correct = overflowed = 0
+def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> tuple[float, int, int]:
+    """Accuracy, overflowed- and non-finite-sample counts in chunks of ``batch`` (a static model's last
+    chunk is padded). A sample that met a NaN/Inf (``last_nonfinite``; only reached with
+    ``nonfinite="flag"``) never counts as correct: its answer means nothing."""
+    correct = overflowed = nonfinite = 0
     static = sess.input_shape[0] is not None
     for i in range(0, len(x), batch):
         chunk = x[i : i + batch]
@@ -163,10 +165,12 @@ def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> 
         if static and n < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
         logits = sess.run(chunk)[:n]
-        correct += int((logits.argmax(axis=1) == y[i : i + n]).sum())
+        bad = np.asarray(sess.last_nonfinite[:n], dtype=bool)
+        correct += int(((logits.argmax(axis=1) == y[i : i + n]) & ~bad).sum())
         overflowed += int(np.asarray(sess.last_overflowed[:n]).sum())
+        nonfinite += int(bad.sum())
         bar.update(1)
-    return correct / max(1, len(x)), overflowed
+    return correct / max(1, len(x)), overflowed, nonfinite
 
 
 def _latency(sess: Any, x: np.ndarray, batch: int, warmup: int, repeats: int, bar: Any) -> dict[str, float]:
@@ -257,6 +261,7 @@ def run_bench(
     progress: bool = True,
     backend_opts: dict[str, Any] | None = None,
     allow_mismatched_twin: bool = False,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """Run both models on ``backend`` at every batch size; returns the bench document (docs/bench.md).
 
@@ -264,7 +269,9 @@ def run_bench(
     ``samples``: test images evaluated for accuracy (None = the whole test split). Raises ValueError
     (ModelError/InputError) if a model cannot be opened or does not accept a batch size, and when
     ``twin_path`` is not the spectral model's twin (``twin_mismatches``) unless
-    ``allow_mismatched_twin``, which records the mismatches in the document instead.
+    ``allow_mismatched_twin``, which records the mismatches in the document instead. A test sample
+    that meets a NaN/Inf raises NonFiniteError unless ``allow_nonfinite``: then it is counted in each
+    model's ``nonfinite`` and never as correct.
     """
     from tqdm.auto import tqdm
 
@@ -290,7 +297,8 @@ def run_bench(
         for info in infos.values():
             info.check_batch(b)
     act = "fp16" if infos["spec"].value_dtype == "fp16" else "fp32"
-    sessions = {k: runtime.load(p, backend, **(backend_opts or {})) for k, p in paths.items()}
+    policy = "flag" if allow_nonfinite else "raise"
+    sessions = {k: runtime.load(p, backend, nonfinite=policy, **(backend_opts or {})) for k, p in paths.items()}
     evals = {k: load_eval_data(infos[k], data, data_dir, samples, seed) for k in MODELS}
     acc_batch = max(batches)
     chunks = {k: -(-len(evals[k][0]) // acc_batch) for k in MODELS}
@@ -300,8 +308,9 @@ def run_bench(
     with tqdm(total=total, desc=f"bench ({backend})", disable=None if progress else True, leave=False) as bar:
         for k in MODELS:
             x, y, _ = evals[k]
-            acc, ovf = _accuracy(sessions[k], x, y, acc_batch, bar)
-            results[k].update(accuracy=acc, overflowed=ovf, samples=len(y), accuracy_batch=acc_batch)
+            acc, ovf, nonfin = _accuracy(sessions[k], x, y, acc_batch, bar)
+            results[k].update(accuracy=acc, overflowed=ovf, nonfinite=nonfin, samples=len(y),
+                              accuracy_batch=acc_batch)
         records = []
         for b in batches:
             rec: dict[str, Any] = {"backend": backend, "batch": b}
@@ -354,7 +363,7 @@ def run_bench(
 CSV_FIELDS = (
     ["backend", "batch"]
     + [f"{m}_{f}" for m in MODELS for f in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed",
-                                            "measured_peak_bytes")]
+                                            "nonfinite", "measured_peak_bytes")]
     + ["ratio_planned_peak", "ratio_latency", "ratio_measured_peak"]
 )
 
@@ -373,7 +382,8 @@ def write_csv(doc: dict[str, Any], path: str | Path) -> Path:
         for r in doc["records"]:
             row: dict[str, Any] = {"backend": r["backend"], "batch": r["batch"]}
             for m in MODELS:
-                for fld in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed", "measured_peak_bytes"):
+                for fld in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed", "nonfinite",
+                            "measured_peak_bytes"):
                     row[f"{m}_{fld}"] = r[m].get(fld)
             row.update(ratio_planned_peak=r["ratios"]["planned_peak"], ratio_latency=r["ratios"]["latency"],
                        ratio_measured_peak=r["ratios"].get("measured_peak"))
@@ -437,7 +447,8 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
 def summary(doc: dict[str, Any]) -> str:
     """A short text table of the records ("maps only": the planned ratio of live activations alone)."""
     lines = [f"{'batch':>5}  {'planned spec':>13}  {'planned twin':>13}  {'ratio':>6}  {'maps only':>9}  "
-             f"{'lat spec':>9}  {'lat twin':>9}  {'acc spec':>8}  {'acc twin':>8}  {'overflowed':>10}"]
+             f"{'lat spec':>9}  {'lat twin':>9}  {'acc spec':>8}  {'acc twin':>8}  {'overflowed':>10}  "
+             f"{'nonfinite':>9}"]
 
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
@@ -448,7 +459,8 @@ def summary(doc: dict[str, Any]) -> str:
             f"{r['batch']:>5}  {s['planned_peak_bytes']:>13}  {t['planned_peak_bytes']:>13}  "
             f"{fmt(r['ratios']['planned_peak']):>6}  {fmt(r['ratios'].get('planned_live_peak')):>9}  "
             f"{s['latency_ms']:>7.2f}ms  {t['latency_ms']:>7.2f}ms  "
-            f"{s['accuracy']:>8.4f}  {t['accuracy']:>8.4f}  {s['overflowed']:>10}"
+            f"{s['accuracy']:>8.4f}  {t['accuracy']:>8.4f}  {s['overflowed']:>10}  "
+            f"{s.get('nonfinite', 0) + t.get('nonfinite', 0):>9}"
         )
     settings = doc.get("settings", {})
     if settings.get("accounting"):
@@ -515,7 +527,7 @@ def _cmd_bench(args: Any) -> int:
     doc = run_bench(args.spec, args.twin, args.backend, batches, args.data, args.data_dir,
                     args.samples, repeats=args.repeats, warmup=args.warmup, progress=not args.no_progress,
                     backend_opts=parse_backend_opts(args.backend_opt),
-                    allow_mismatched_twin=args.allow_mismatched_twin)
+                    allow_mismatched_twin=args.allow_mismatched_twin, allow_nonfinite=args.allow_nonfinite)
     print(summary(doc))
     written: Iterable[Path] = [
         f(doc, p) for f, p in ((write_json, args.json), (write_csv, args.csv), (write_plot, args.plot)) if p
@@ -548,6 +560,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--allow-mismatched-twin", action="store_true",
                    help="compare even when --twin is not the spectral model's twin (other input shape, data set "
                         "or architecture); the mismatches are printed and recorded")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="count test samples that meet a NaN/Inf (as wrong answers) instead of stopping")
     p.add_argument("--force", action="store_true",
                    help="replace existing output files (an input is never overwritten)")
     p.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",

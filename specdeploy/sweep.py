@@ -81,18 +81,23 @@ def _kept(info: Any, calibration: dict[str, dict[str, Any]]) -> dict[str, float]
 
 
 def _evaluate(path: Path, backend: str, data: str | None, data_dir: str | None, samples: int | None,
-              eval_batch: int) -> dict[str, Any]:
+              eval_batch: int, allow_nonfinite: bool = False) -> dict[str, Any]:
+    """Accuracy, overflowed and non-finite counts on ``backend``; a NaN/Inf sample raises NonFiniteError
+    unless ``allow_nonfinite`` (then it is counted and never correct)."""
     from specdeploy import runtime
     from specdeploy.bench import load_eval_data
 
-    sess = runtime.load(path, backend)
+    sess = runtime.load(path, backend, nonfinite="flag" if allow_nonfinite else "raise")
     x, y, desc = load_eval_data(sess.info, data, data_dir, samples)
-    correct = overflowed = 0
+    correct = overflowed = nonfinite = 0
     for i in range(0, len(x), eval_batch):
         logits = sess.run(x[i : i + eval_batch])
-        correct += int((logits.argmax(axis=1) == y[i : i + eval_batch]).sum())
+        bad = sess.last_nonfinite
+        correct += int(((logits.argmax(axis=1) == y[i : i + eval_batch]) & ~bad).sum())
         overflowed += int(sess.last_overflowed.sum())
-    return {"accuracy": correct / max(1, len(y)), "overflowed": overflowed, "samples": int(len(y)), "data": desc}
+        nonfinite += int(bad.sum())
+    return {"accuracy": correct / max(1, len(y)), "overflowed": overflowed, "nonfinite": nonfinite,
+            "samples": int(len(y)), "data": desc}
 
 
 def run_sweep(
@@ -111,8 +116,11 @@ def run_sweep(
     batch: int = 1,
     eval_batch: int = 64,
     progress: bool = True,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
-    """Export ``ckpt`` at every beta, evaluate and plan each; returns (and writes) the sweep document."""
+    """Export ``ckpt`` at every beta, evaluate and plan each; returns (and writes) the sweep document.
+
+    A test sample meeting a NaN/Inf stops the sweep (NonFiniteError) unless ``allow_nonfinite``."""
     from specdeploy import checkpoint
 
     betas = [float(b) for b in betas]
@@ -131,7 +139,7 @@ def run_sweep(
     _check_data(doc_cfg, data, data_dir)
     with outputs.created_dirs(out / "onnx"):  # a sweep that fails before writing anything leaves no folders
         return _sweep(ckpt, betas, out, twin, data, data_dir, samples, calib_samples, value_dtype, margin, backend,
-                      batch, eval_batch, progress, act, common, doc_cfg)
+                      batch, eval_batch, progress, act, common, doc_cfg, allow_nonfinite)
 
 
 def _check_data(doc_cfg: dict[str, Any], data: str | None, data_dir: str | None) -> None:
@@ -149,7 +157,7 @@ def _check_data(doc_cfg: dict[str, Any], data: str | None, data_dir: str | None)
 def _sweep(ckpt: str | Path, betas: list[float], out: Path, twin: str | Path | None, data: str | None,
            data_dir: str | None, samples: int | None, calib_samples: int, value_dtype: str, margin: float,
            backend: str, batch: int, eval_batch: int, progress: bool, act: str, common: dict[str, Any],
-           doc_cfg: dict[str, Any]) -> dict[str, Any]:
+           doc_cfg: dict[str, Any], allow_nonfinite: bool = False) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from specdeploy import memory, runtime, zoo
@@ -159,7 +167,7 @@ def _sweep(ckpt: str | Path, betas: list[float], out: Path, twin: str | Path | N
     twin_row: dict[str, Any] = {"checkpoint": None if twin is None else str(twin), "path": str(twin_path)}
     if twin is not None:
         export_checkpoint(twin, twin_path, **common)
-        twin_row.update(_evaluate(twin_path, backend, data, data_dir, samples, eval_batch))
+        twin_row.update(_evaluate(twin_path, backend, data, data_dir, samples, eval_batch, allow_nonfinite))
     else:
         cfg = zoo.twin_config(zoo.ModelConfig.from_dict(doc_cfg["model"]))
         data_name = (doc_cfg.get("data") or {}).get("name") or data
@@ -177,7 +185,7 @@ def _sweep(ckpt: str | Path, betas: list[float], out: Path, twin: str | Path | N
         info = runtime.read_model(path)
         kept = _kept(info, res.calibration)
         p = memory.plan(path, batch=batch, activation_dtype=act)
-        ev = _evaluate(path, backend, data, data_dir, samples, eval_batch)
+        ev = _evaluate(path, backend, data, data_dir, samples, eval_batch, allow_nonfinite)
         rows.append({
             "beta": beta, "path": str(path), "kept": kept,
             "kept_mean": sum(kept.values()) / len(kept) if kept else None,
@@ -203,7 +211,7 @@ def _sweep(ckpt: str | Path, betas: list[float], out: Path, twin: str | Path | N
 
 def write_csv(doc: dict[str, Any], path: str | Path) -> Path:
     """One row per beta: beta, kept_mean, accuracy, overflowed, planned bytes and ratios, pareto."""
-    fields = ["beta", "kept_mean", "accuracy", "overflowed", "samples", "planned_peak_bytes", "planned_ratio",
+    fields = ["beta", "kept_mean", "accuracy", "overflowed", "nonfinite", "samples", "planned_peak_bytes", "planned_ratio",
               "planned_live_ratio", "pareto"]
     with outputs.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -255,7 +263,7 @@ def _cmd_sweep(args: Any) -> int:
     doc = run_sweep(args.checkpoint, parse_betas(args.betas), args.out, twin=args.twin, data=args.data,
                     data_dir=args.data_dir, samples=args.samples, calib_samples=args.calib_samples,
                     value_dtype=args.value_dtype, margin=args.margin, backend=args.backend, batch=args.batch,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, allow_nonfinite=args.allow_nonfinite)
     print(f"{'beta':>6}  {'kept':>6}  {'accuracy':>8}  {'overflowed':>10}  {'mem ratio':>9}  {'maps only':>9}  pareto")
     for r in doc["rows"]:
         kept = "-" if r["kept_mean"] is None else f"{r['kept_mean']:.3f}"
@@ -285,5 +293,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch", type=positive_int, default=1, help="batch of the planned memory figures (default 1)")
     p.add_argument("--out", required=True, help="output directory (sweep.json, sweep.csv, pareto.png, onnx/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="count test samples that meet a NaN/Inf (as wrong answers) instead of stopping")
     p.add_argument("--force", action="store_true", help="replace an existing output directory's files")
     p.set_defaults(func=_cmd_sweep)
