@@ -133,6 +133,7 @@ ROWS: list[tuple[str, str, int, str]] = [
     ("sweep-samples-0", "sweep {ck} --samples 0 --out {tmp}/s", 2, "argument --samples"),
     ("sweep-margin-below-1", "sweep {ck} --margin 0.9 --out {tmp}/s", 2, "argument --margin"),
     ("build-workspace-0", "build {onnx} -o {tmp}/e.engine --workspace 0", 2, "argument --workspace"),
+    ("memory-batch-0", "memory {onnx} --batch 0", 2, "argument --batch"),
     # --- 5. confident nonsense refused
     ("bench-twin-other-channels", "bench {onnx_rgb} --twin {onnx_twin} --samples 8", 2, "input shapes differ"),
     ("bench-twin-other-family", "bench {onnx} --twin {onnx_vgg_twin} --samples 8", 2,
