@@ -365,3 +365,10 @@ def test_demo_trains_with_the_free_cores_only() -> None:
     assert pick_threads(cpus=2, load=12.4) == 1
     assert pick_threads(cpus=2, load=0.3) == 2
     assert pick_threads(cpus=16, load=5.0) == 11
+
+
+def test_rss_report_does_not_call_page_noise_exact() -> None:
+    from specdeploy.runtime.procmem import ProcessMemory
+
+    rep = ProcessMemory().report("reference")
+    assert "exact" not in rep and isinstance(rep["peak_reset"], bool) and rep["resolution_bytes"] >= 1024
