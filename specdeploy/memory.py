@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from specdeploy import liveness, ops
@@ -240,22 +239,29 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
 
 
 def _cmd_memory(args: Any) -> int:
+    from specdeploy import outputs
+
     p = plan(args.model, batch=args.batch, activation_dtype=args.activation_dtype)
     print(p.table())
+    if p.activation_dtype == "fp32" and p.value_dtype == "fp16":
+        print("note: standard-op activations counted as fp32; `specdeploy bench` counts both models in fp16 when "
+              "the spectral values are fp16 (pass --activation-dtype fp16 to compare with it)")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(p.to_dict(), indent=2))
+        outputs.write_text(args.json, json.dumps(p.to_dict(), indent=2))
         print(f"written: {args.json}")
     return 0
 
 
 def register(subparsers: Any) -> None:
     """The ``specdeploy memory`` verb."""
+    from specdeploy.argtypes import positive_int
+
     p = subparsers.add_parser("memory", help="planned inference memory of an ONNX model (DESIGN §5 figure 1)")
     p.add_argument("model", help="exported .onnx file")
-    p.add_argument("--batch", type=int, default=None, help="batch size (dynamic models; default 1)")
+    p.add_argument("--batch", type=positive_int, default=None, help="batch size (dynamic models; default 1)")
     p.add_argument("--activation-dtype", choices=ACTIVATION_DTYPES, default="fp32",
                    help="count float activations of standard ops as fp32 or fp16 (the twin's best precision)")
     p.add_argument("--json", default=None, help="write the full plan as JSON")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file (never the model)")
     p.set_defaults(func=_cmd_memory)
 

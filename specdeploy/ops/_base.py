@@ -114,10 +114,13 @@ def decode(x: np.ndarray, C: int, Hs: int, Ws: int, value_dtype: str, what: str)
         raise packed.PackedFormatError(f"{what}: {e}") from None
 
 
-def inherit(vals: np.ndarray, keep: np.ndarray, cap: int, value_dtype: str, upstream: np.ndarray) -> np.ndarray:
+def inherit(vals: np.ndarray, keep: np.ndarray, cap: int, value_dtype: str, upstream: np.ndarray,
+            upstream_flags: np.ndarray | None = None) -> np.ndarray:
     """Re-pack inherited coefficients: the input mask is the candidate set (beta 0); over capacity
-    the grid (base 2^-10, i >= 1) drops the smallest (docs/format.md)."""
-    return packed.pack(vals, vals, 0.0, cap, value_dtype, upstream_overflowed=upstream, candidates=keep)
+    the grid (base 2^-10, i >= 1) drops the smallest (docs/format.md). ``upstream`` (overflowed) and
+    ``upstream_flags`` (header word 3, NONFINITE) of the inputs stay set (sticky)."""
+    return packed.pack(vals, vals, 0.0, cap, value_dtype, upstream_overflowed=upstream, candidates=keep,
+                       upstream_flags=upstream_flags)
 
 
 # ------------------------------------------------------------------------------------- descriptor

@@ -192,17 +192,23 @@ def reference(
     )
     upstream = None
     if in_domain == "spatial":
-        X = spatial_spectrum(x, Hs, Ws)
+        with np.errstate(invalid="ignore", over="ignore"):  # a NaN/Inf pixel is flagged below, not warned
+            X = spatial_spectrum(x, Hs, Ws)
+        flags = np.where(packed.nonfinite_samples(x), np.uint32(packed.FLAG_NONFINITE), np.uint32(0))
     else:
         dec = base.decode(x, C, Hs, Ws, value_dtype, "SpecConv input X")
         X = dec.values.astype(np.complex128).reshape(-1, C, Hs, Ws // 2 + 1)
         upstream = dec.overflowed
-    K = kernel_spectrum(w, Hs, Ws)
-    Y = np.einsum("bcpq,ocpq->bopq", X, K)
-    if b is not None:
-        Y[:, :, 0, 0] += np.asarray(b, dtype=np.float64) * math.sqrt(Hs * Ws)
-    Y = Y.astype(np.complex64).reshape(Y.shape[0], O, -1)
-    return packed.pack(Y, _activate(Y, activation), beta, capacity, value_dtype, upstream_overflowed=upstream)
+        flags = dec.flags | np.where(packed.nonfinite_samples(dec.values), np.uint32(packed.FLAG_NONFINITE),
+                                     np.uint32(0))
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf are flagged (header word 3), not warned
+        K = kernel_spectrum(w, Hs, Ws)
+        Y = np.einsum("bcpq,ocpq->bopq", X, K)
+        if b is not None:
+            Y[:, :, 0, 0] += np.asarray(b, dtype=np.float64) * math.sqrt(Hs * Ws)
+        Y = Y.astype(np.complex64).reshape(Y.shape[0], O, -1)
+        values = _activate(Y, activation)
+    return packed.pack(Y, values, beta, capacity, value_dtype, upstream_overflowed=upstream, upstream_flags=flags)
 
 
 def _reference(inputs: list[Any], attrs: dict[str, Any]) -> np.ndarray:
