@@ -237,3 +237,18 @@ def test_native_host_runs_hybrid_exports_like_the_reference(host_lib_path, monke
     scale = float(np.abs(want).max())
     tol = 1e-5 * scale + 1e-6 if value_dtype == "fp32" else 0.25 * scale
     assert float(np.abs(want - got).max()) <= tol
+
+
+@pytest.mark.parametrize("block", ["paper", "hybrid"])
+def test_a_spectrum_that_overflows_sets_the_flag(host_lib, block):
+    """A finite input whose spectrum overflows fp32 (docs/format.md word 3: a non-finite value in the
+    pre-threshold spectrum): the op sets the flag for that sample, as the reference does."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
+    x[2] = 3e38
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    act, pool = ("tanh", "none") if block == "paper" else ("relu", "max2")
+    F = packed.num_coeffs(4, 4) if pool != "none" else packed.num_coeffs(8, 8)
+    y = host_lib.spec_conv(x, w, None, in_domain="spatial", C=2, Hs=8, Ws=8, k=3, beta=0.1, activation=act,
+                           pool=pool, capacity=4 * F, value_dtype="fp32")
+    assert np.isfinite(x).all() and list(y[:, 3]) == [0, 0, 1]

@@ -291,7 +291,7 @@ SD_HD inline float sd_hyb_inv_row(const sd_cf* A, int32_t Ws, int32_t Wh, uint32
         if (iq >= (uint32_t)Ws) iq -= (uint32_t)Ws;
     }
     const float y = sd_fmul(acc, scale);
-    return y > 0.0f ? y : 0.0f;
+    return (y > 0.0f || y != y) ? y : 0.0f; /* ReLU; NaN passes (as numpy/torch), so the flag sees it */
 }
 
 /* The pooled map at (u2, v2): 2x2 window, stride 2, ceil mode, over the pixels that exist. */
@@ -301,10 +301,10 @@ SD_HD inline float sd_hyb_pooled(const float* sp, int32_t Hs, int32_t Ws, int32_
     const bool u1 = u + 1 < Hs, v1 = v + 1 < Ws;
     const float* r0 = sp + (int64_t)u * Ws + v;
     float x = r0[0];
-    if (pool == SD_POOL_MAX2) {
-        if (v1 && r0[1] > x) x = r0[1];
-        if (u1 && r0[Ws] > x) x = r0[Ws];
-        if (u1 && v1 && r0[Ws + 1] > x) x = r0[Ws + 1];
+    if (pool == SD_POOL_MAX2) { /* a NaN in the window wins (torch's max pool), so the flag sees it */
+        if (v1 && x == x && (r0[1] > x || r0[1] != r0[1])) x = r0[1];
+        if (u1 && x == x && (r0[Ws] > x || r0[Ws] != r0[Ws])) x = r0[Ws];
+        if (u1 && v1 && x == x && (r0[Ws + 1] > x || r0[Ws + 1] != r0[Ws + 1])) x = r0[Ws + 1];
         return x;
     }
     float n = 1.0f;

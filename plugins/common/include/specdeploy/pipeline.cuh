@@ -76,6 +76,7 @@ __global__ void __launch_bounds__(SD_BLOCK_F) sd_k_tile(const __grid_constant__ 
             if (mode == SD_MODE_COUNT && cand[j]) {
                 const int32_t lev = sd_level(m, a.base, t1);
                 if (lev > 0) atomicAdd(&s_hist[lev >> 3], 1u);
+                if (sd_cf_nonfinite(v[j])) a.nf[s] = 1u; /* same value from every writer: no race */
             }
         }
     }

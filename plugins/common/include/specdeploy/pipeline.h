@@ -70,6 +70,13 @@ SD_HD inline bool sd_pass_wants(const sd_pipe& a, int mode, int32_t s) {
 
 SD_HD inline int32_t sd_channel_groups(int32_t Cout, int32_t OT) { return (Cout + OT - 1) / OT; }
 
+/* A NaN or Inf in either component (integer test: the same on host and device). The count pass sets
+ * the sample's header flags bit 0 for such a value (the pre-threshold spectrum of SpecConv: a finite
+ * input whose spectrum overflows), as the reference does (docs/format.md, word 3). */
+SD_HD inline bool sd_cf_nonfinite(sd_cf v) {
+    return (sd_f2u(v.re) & 0x7f800000u) == 0x7f800000u || (sd_f2u(v.im) & 0x7f800000u) == 0x7f800000u;
+}
+
 /* The scan of one sample's NB*Cout counts, split over SD_SCAN_THREADS "threads" (a CUDA block; the
  * host runs the same steps one thread after the other):
  *   1. each thread sums its contiguous segment (sd_scan_segment, sd_scan_sum),
@@ -160,6 +167,7 @@ inline void sd_host_tile(const P& prod, const sd_pipe& a, int mode, int32_t s, i
             if (mode == SD_MODE_COUNT && cand[tid][j]) {
                 const int32_t lev = sd_level(m, a.base, t1);
                 if (lev > 0) a.hist[(int64_t)s * SD_HIST_WORDS + (lev >> 3)] += 1u;
+                if (sd_cf_nonfinite(v[tid][j])) a.nf[s] = 1u; /* a NaN/Inf computed here (docs/format.md) */
             }
         }
         if (mode != SD_MODE_WRITE) {
