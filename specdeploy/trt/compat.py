@@ -295,6 +295,27 @@ def missing_creators(registry: Any) -> list[str]:
     return [name for name, ver in SPECDEPLOY_PLUGINS.items() if find_creator(registry, name, ver, "") is None]
 
 
+def registered_specdeploy_creators(registry: Any) -> set[str] | None:
+    """Names of the specdeploy creators already in the registry, read from its creator list, or None
+    where the binding offers no list we can read.
+
+    Why not ``find_creator``: TensorRT logs an error for every lookup of a creator it does not have,
+    so asking for our four creators before the library is loaded printed up to 8 errors on every
+    first load. Listing the registry (``all_creators``, 10.x/11.x; ``plugin_creator_list``, V1
+    creators only) asks for nothing that may be absent.
+    """
+    for attr in ("all_creators", "plugin_creator_list"):
+        try:
+            creators = getattr(registry, attr, None)
+            if creators is None:
+                continue
+            found = {(str(c.name), str(c.plugin_version), str(c.plugin_namespace)) for c in creators}
+        except Exception:  # noqa: BLE001 - a binding whose list items lack these attributes
+            continue
+        return {name for name, ver in SPECDEPLOY_PLUGINS.items() if (name, ver, "") in found}
+    return None
+
+
 def load_plugin_library(trt: Any, path: Path | str) -> Any:
     """Load libspecdeploy_trt.so into TensorRT's plugin registry (once per process) and check that it
     registered every specdeploy creator. Returns the registry's library handle.
@@ -312,7 +333,7 @@ def load_plugin_library(trt: Any, path: Path | str) -> Any:
     with _loaded_lock:
         if key in _loaded:
             return _loaded[key]
-        if not missing_creators(registry):
+        if registered_specdeploy_creators(registry) == set(SPECDEPLOY_PLUGINS):
             # Creators of these names are registered already (another copy of the library, or a static
             # registration): loading this one too would register duplicates, which TensorRT refuses.
             _loaded[key] = None
