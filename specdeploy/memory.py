@@ -24,10 +24,11 @@ on what their graphs *need*, not on what an allocator happened to do. The rules 
   spectrum of its input, ``B * C * F * 8`` bytes (fp32 complex, F = Hs * (Ws // 2 + 1)), the only
   dense spectral buffer the contract allows. Standard ops declare 0: the twin's conv workspace
   depends on the algorithm cuDNN/TensorRT picks and is not charged, which favours the twin.
-* ``activation_dtype = "fp16"`` counts float32 tensors produced by standard ops as 2 bytes (the twin
-  at its best precision, to compare with fp16 spectral values). The graph input (an fp32 binding),
-  packed tensors (int32 rows, their value width is already in S), SpecToSpatial's output (float32 by
-  the op set) and the workspace keep their sizes.
+* ``activation_dtype = "fp16"`` counts float32 activations as 2 bytes (the twin at its best
+  precision, to compare with fp16 spectral values), SpecToSpatial's output included: the fp16 runs
+  write it as float16 (the cuda backend with ``fp16``, and TensorRT, whose plugin offers kHALF).
+  The graph input (an fp32 binding), packed tensors (int32 rows, their value width is already in S)
+  and the workspace keep their sizes.
 
 CLI: ``specdeploy memory MODEL.onnx [--batch B] [--activation-dtype fp32|fp16] [--json F]``.
 Never imports torch.
@@ -187,16 +188,16 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
     # read_model put the nodes in topological order; the views, fusion and last uses: specdeploy.liveness
     live = liveness.analyse(list(g.node), weights, info.input_name, outputs)
 
-    def size(name: str, producer_spec: bool) -> tuple[int, str]:
+    def size(name: str, as_declared: bool = False) -> tuple[int, str]:
         t = tensors.get(name)
         if t is None or not t.known:
             raise ValueError(f"{info.label}: cannot size tensor '{name}' (shape {None if t is None else t.shape})")
-        if activation_dtype == "fp16" and t.dtype == "float32" and not producer_spec:
+        if activation_dtype == "fp16" and t.dtype == "float32" and not as_declared:
             return t.nbytes(2), "float16"
         return t.nbytes(), t.dtype
 
     rows: dict[str, TensorRow] = {}
-    nbytes, dtype = size(info.input_name, True)  # the input binding stays as declared
+    nbytes, dtype = size(info.input_name, as_declared=True)  # the input binding stays as declared
     rows[info.input_name] = TensorRow(info.input_name, GRAPH_INPUT, "input", tensors[info.input_name].shape,  # type: ignore[arg-type]
                                       dtype, nbytes, 0, 0)
     workspace = [0] * len(live.steps)
@@ -216,7 +217,7 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
             if owner != o:
                 rows[o] = TensorRow(o, st.name, n.op_type, shape, rows[owner].dtype, 0, s, s, owner)  # type: ignore[arg-type]
             else:
-                nbytes, dtype = size(o, spec is not None)
+                nbytes, dtype = size(o)
                 rows[o] = TensorRow(o, st.name, n.op_type, shape, dtype, nbytes, s, s)  # type: ignore[arg-type]
     for name, row in rows.items():
         row.last = live.last_use[name] if row.alias_of is not None else live.buffer_end(name)

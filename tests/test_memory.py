@@ -109,7 +109,8 @@ def test_fp16_accounting() -> None:
     spec16 = memory.plan(toy.toy_spectral(value_dtype="fp16"), batch=B, activation_dtype="fp16")
     rows = {t.name: t for t in spec16.tensors}
     assert rows["p1"].bytes == B * 4 * _rw(4, 10, vd="fp16") and rows["p1"].dtype == "int32"
-    assert rows["s"].dtype == "float32" and rows["s"].bytes == B * 6 * 25 * 4  # SpecToSpatial emits fp32
+    # fp16 runs (cuda fp16, TensorRT kHALF) write SpecToSpatial's output as float16 (issue 14 item 3)
+    assert rows["s"].dtype == "float16" and rows["s"].bytes == B * 6 * 25 * 2
     assert rows["h1"].dtype == "float16" and rows["h1"].bytes == B * 16 * 2
     assert spec16.value_dtype == "fp16" and twin16.value_dtype is None
     with pytest.raises(ValueError, match="activation_dtype"):
