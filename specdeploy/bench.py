@@ -246,6 +246,22 @@ def measured_peak(m: dict[str, Any] | None) -> tuple[int | None, str | None]:
     return None, None
 
 
+# bench field -> the executor's memory() key (native backends: cuda, native-host); None elsewhere
+MEASURED_SPLIT = {
+    "measured_activation_bytes": "tracked_activation_peak_bytes",
+    "measured_op_workspace_bytes": "tracked_op_workspace_peak_bytes",
+    "measured_library_scratch_bytes": "library_scratch_peak_bytes",
+}
+
+
+def measured_split(m: dict[str, Any] | None) -> dict[str, int | None]:
+    """The measured memory as separate figures (DESIGN §5: activations, our ops' workspace, the
+    libraries' scratch such as cuDNN/cuBLAS), so a measured total never mixes what the plan counts
+    with what it does not. None where the backend does not report that figure."""
+    m = m or {}
+    return {f: (int(m[k]) if m.get(k) is not None else None) for f, k in MEASURED_SPLIT.items()}
+
+
 def run_bench(
     spec_path: str | Path,
     twin_path: str | Path,
@@ -331,6 +347,7 @@ def run_bench(
                     "measured": sess.memory(),
                 }
                 rec[k]["measured_peak_bytes"], rec[k]["measured_peak_source"] = measured_peak(rec[k]["measured"])
+                rec[k].update(measured_split(rec[k]["measured"]))
             rec["ratios"] = {
                 "planned_peak": _ratio(rec["spec"]["planned_peak_bytes"], rec["twin"]["planned_peak_bytes"]),
                 "planned_live_peak": _ratio(rec["spec"]["planned_live_peak_bytes"],
@@ -362,8 +379,9 @@ def run_bench(
 
 CSV_FIELDS = (
     ["backend", "batch"]
-    + [f"{m}_{f}" for m in MODELS for f in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed",
-                                            "nonfinite", "measured_peak_bytes")]
+    + [f"{m}_{f}" for m in MODELS for f in ("planned_peak_bytes", "planned_live_peak_bytes", "accuracy",
+                                            "latency_ms", "overflowed", "nonfinite", "measured_peak_bytes",
+                                            *MEASURED_SPLIT)]
     + ["ratio_planned_peak", "ratio_latency", "ratio_measured_peak"]
 )
 
@@ -382,8 +400,8 @@ def write_csv(doc: dict[str, Any], path: str | Path) -> Path:
         for r in doc["records"]:
             row: dict[str, Any] = {"backend": r["backend"], "batch": r["batch"]}
             for m in MODELS:
-                for fld in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed", "nonfinite",
-                            "measured_peak_bytes"):
+                for fld in ("planned_peak_bytes", "planned_live_peak_bytes", "accuracy", "latency_ms", "overflowed",
+                            "nonfinite", "measured_peak_bytes", *MEASURED_SPLIT):
                     row[f"{m}_{fld}"] = r[m].get(fld)
             row.update(ratio_planned_peak=r["ratios"]["planned_peak"], ratio_latency=r["ratios"]["latency"],
                        ratio_measured_peak=r["ratios"].get("measured_peak"))
@@ -401,7 +419,8 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     recs = doc["records"]
     bs = [r["batch"] for r in recs]
     xs = np.arange(len(bs))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    split = any(r[m].get("measured_activation_bytes") is not None for r in recs for m in MODELS)
+    fig, axes = plt.subplots(1, 4 if split else 3, figsize=(17 if split else 13, 4))
     ax = axes[0]
     for i, (m, label) in enumerate((("spec", "spectral"), ("twin", "spatial twin"))):
         ax.bar(xs + (i - 0.5) * 0.38, [r[m]["planned_peak_bytes"] / 1024 for r in recs], 0.38, label=label)
@@ -434,6 +453,22 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("test accuracy")
     d = doc["data"]["spec"]
     ax.set_title(f"accuracy ({d['name']}, {d['samples']} samples)")
+    if split:  # measured memory as separate figures, stacked per model and batch
+        ax = axes[3]
+        for i, m in enumerate(MODELS):
+            bottom = np.zeros(len(recs))
+            for j, (fld, label) in enumerate((("measured_activation_bytes", "activations"),
+                                              ("measured_op_workspace_bytes", "op workspace"),
+                                              ("measured_library_scratch_bytes", "library scratch"))):
+                vals = np.array([(r[m].get(fld) or 0) / 1024 for r in recs])
+                ax.bar(xs + (i - 0.5) * 0.38, vals, 0.38, bottom=bottom, color=f"C{j + 2}",
+                       hatch="//" if m == "twin" else None, label=label if i == 0 else None)
+                bottom += vals
+        ax.set_xticks(xs, [str(b) for b in bs])
+        ax.set_xlabel("batch (left: spectral, right/hatched: twin)")
+        ax.set_ylabel("measured (KiB)")
+        ax.set_title(f"measured memory, separate figures ({doc['backend']})")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(path)
     try:
