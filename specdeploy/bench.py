@@ -10,7 +10,7 @@ Figures per model and batch (schema: docs/bench.md):
   declared workspace); activations counted as fp16 for both models when the spectral model stores
   fp16 values (the twin at its best precision). ``planned_live_peak_bytes``: the live activations
   alone (the feature maps' share, the paper's claim; the ops' scratch excluded).
-* ``accuracy`` / ``overflowed``: over the evaluated test samples. Every op is per sample, so the
+* ``accuracy`` / ``overflowed`` / ``nonfinite``: over the evaluated test samples. Every op is per sample, so the
   result does not depend on the batch; it is evaluated once per model, at the largest batch asked for.
 * ``latency_ms``: median wall time of one ``run`` of a batch, warmup runs excluded.
 * ``measured``: what the backend's ``Session.memory()`` reports (CPU backends: process RSS deltas).
@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from specdeploy import outputs
 
 SCHEMA = "specdeploy-bench"
 SCHEMA_VERSION = 1
@@ -67,6 +69,67 @@ def load_eval_data(info: Any, data: str | None, data_dir: str | None, samples: i
     return x, ds.labels.astype(np.int64), desc
 
 
+# ------------------------------------------------------------------------------------ twin checks
+
+#: model metadata fields that must agree between a spectral model and its twin (DESIGN §1: same
+#: depth, channels, kernel sizes, pooling positions and head). "domain", "beta", "activation" and
+#: "norm" are the spectral model's own.
+TWIN_FIELDS = ("model", "width", "num_classes", "in_channels", "input_size", "depth", "growth")
+
+
+def twin_mismatches(spec: Any, twin: Any) -> list[str]:
+    """Why ``twin`` is not the spatial twin of ``spec``, from the files and their ONNX metadata.
+
+    Checked: distinct files; the twin has no specdeploy ops; the same input shape; the same data set
+    (metadata ``specdeploy.data``); the same architecture (metadata ``specdeploy.model``: model family,
+    width, classes, channels, size, DenseNet depth/growth). A field missing from either file is not
+    compared (older exports); a file without model metadata cannot be compared at all and is reported.
+    """
+    problems: list[str] = []
+    if spec.path is not None and twin.path is not None and Path(spec.path).resolve() == Path(twin.path).resolve():
+        problems.append(f"the twin is the spectral model itself ({spec.label})")
+    if twin.is_spectral:
+        problems.append(f"the twin {twin.label} has specdeploy ops: it is a spectral model, not a spatial twin")
+    if tuple(spec.input_shape[1:]) != tuple(twin.input_shape[1:]):
+        problems.append(f"input shapes differ: spectral {list(spec.input_shape[1:])}, twin {list(twin.input_shape[1:])}")
+    if spec.data_name and twin.data_name and spec.data_name != twin.data_name:
+        problems.append(f"data sets differ: spectral trained on {spec.data_name!r}, twin on {twin.data_name!r}")
+    sm, tm = spec.metadata.get("model"), twin.metadata.get("model")
+    if not isinstance(sm, dict) or not isinstance(tm, dict):
+        which = [m.label for m, d in ((spec, sm), (twin, tm)) if not isinstance(d, dict)]
+        problems.append(f"no 'specdeploy.model' metadata in {', '.join(which)}: cannot tell whether the "
+                        "architectures match")
+    else:
+        for f in TWIN_FIELDS:
+            if f in sm and f in tm and sm[f] != tm[f]:
+                if f in ("depth", "growth") and sm.get("model") != "densenet":
+                    continue  # only DenseNet reads them
+                problems.append(f"architectures differ in '{f}': spectral {sm[f]!r}, twin {tm[f]!r}")
+    return problems
+
+
+def default_batches(infos: dict[str, Any], wanted: Sequence[int] = (1, 8, 32)) -> tuple[list[int], list[str]]:
+    """The default batch sizes both models accept, and notes on those left out.
+
+    ``wanted`` filtered by each model's static batch or declared maximum (a recipe's max_batch 8
+    drops 32); a static-batch model gets its own batch; a maximum below every wanted size gets
+    [1, maximum].
+    """
+    statics = {i.batch for i in infos.values() if i.batch is not None}
+    if len(statics) > 1:
+        return sorted(statics), []  # check_batch then names the conflict
+    if statics:
+        b = statics.pop()
+        return [b], ([f"batch {b}: a model was exported with a static batch"] if b not in wanted else [])
+    limit = min((i.max_batch for i in infos.values() if i.max_batch is not None), default=None)
+    keep = [b for b in wanted if limit is None or b <= limit]
+    dropped = [b for b in wanted if b not in keep]
+    if limit is not None and limit not in keep:
+        keep.append(limit)
+    notes = [f"batch {', '.join(map(str, dropped))} left out: over the models' declared maximum {limit}"] if dropped else []
+    return sorted(set(keep)), notes
+
+
 # -------------------------------------------------------------------------------------- measuring
 
 
@@ -90,9 +153,11 @@ def environment(backend: str) -> dict[str, Any]:
     }
 
 
-def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> tuple[float, int]:
-    """Accuracy and overflowed-sample count in chunks of ``batch`` (a static model's last chunk is padded)."""
-    correct = overflowed = 0
+def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> tuple[float, int, int]:
+    """Accuracy, overflowed- and non-finite-sample counts in chunks of ``batch`` (a static model's last
+    chunk is padded). A sample that met a NaN/Inf (``last_nonfinite``; only reached with
+    ``nonfinite="flag"``) never counts as correct: its answer means nothing."""
+    correct = overflowed = nonfinite = 0
     static = sess.input_shape[0] is not None
     for i in range(0, len(x), batch):
         chunk = x[i : i + batch]
@@ -100,10 +165,12 @@ def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> 
         if static and n < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
         logits = sess.run(chunk)[:n]
-        correct += int((logits.argmax(axis=1) == y[i : i + n]).sum())
+        bad = np.asarray(sess.last_nonfinite[:n], dtype=bool)
+        correct += int(((logits.argmax(axis=1) == y[i : i + n]) & ~bad).sum())
         overflowed += int(np.asarray(sess.last_overflowed[:n]).sum())
+        nonfinite += int(bad.sum())
         bar.update(1)
-    return correct / max(1, len(x)), overflowed
+    return correct / max(1, len(x)), overflowed, nonfinite
 
 
 def _latency(sess: Any, x: np.ndarray, batch: int, warmup: int, repeats: int, bar: Any) -> dict[str, float]:
@@ -129,6 +196,39 @@ def _ratio(a: Any, b: Any) -> float | None:
     return float(a) / float(b)
 
 
+#: RSS deltas below this are page-granular noise (a few 4 KiB pages of interpreter and allocator
+#: churn), not a model's memory: their ratio is not reported.
+RSS_NOISE_FLOOR_BYTES = 1 << 20
+
+
+def accounting_note(act: str, value_dtype: str | None) -> str:
+    """How the planned figures count activations, said in every bench output (docs/bench.md)."""
+    if act == "fp16":
+        return ("planned: standard-op activations of BOTH models counted as fp16 (the twin at its best "
+                f"precision, matching the spectral model's {value_dtype} values); `specdeploy memory` counts fp32 "
+                "unless given --activation-dtype fp16")
+    return "planned: standard-op activations of both models counted as fp32"
+
+
+def measured_ratio(spec: tuple[int | None, str | None], twin: tuple[int | None, str | None]) -> tuple[float | None, str]:
+    """spec/twin of the measured figures, or None with the reason when it would mean nothing.
+
+    Process RSS deltas (CPU backends) are only compared when both are above ``RSS_NOISE_FLOOR_BYTES``:
+    below it the ratio of page noise (e.g. 12 KiB / 4 KiB = 3.0) says nothing about the models.
+    """
+    (a, sa), (b, sb) = spec, twin
+    if a is None or b is None or not b:
+        return None, "not measured on this backend"
+    if sa != sb:
+        return None, f"different sources ({sa} vs {sb})"
+    if sa == "run_peak_rss_delta_bytes":
+        if min(a, b) < RSS_NOISE_FLOOR_BYTES:
+            return None, (f"process RSS deltas ({a} and {b} bytes) below the {RSS_NOISE_FLOOR_BYTES} byte noise floor: "
+                          "page-granular noise, not the models' memory")
+        return float(a) / float(b), "process RSS deltas (host process, not device memory; approximate)"
+    return float(a) / float(b), sa or ""
+
+
 def measured_peak(m: dict[str, Any] | None) -> tuple[int | None, str | None]:
     """The one measured figure compared across models, and where it came from (docs/bench.md).
 
@@ -146,11 +246,27 @@ def measured_peak(m: dict[str, Any] | None) -> tuple[int | None, str | None]:
     return None, None
 
 
+# bench field -> the executor's memory() key (native backends: cuda, native-host); None elsewhere
+MEASURED_SPLIT = {
+    "measured_activation_bytes": "tracked_activation_peak_bytes",
+    "measured_op_workspace_bytes": "tracked_op_workspace_peak_bytes",
+    "measured_library_scratch_bytes": "library_scratch_peak_bytes",
+}
+
+
+def measured_split(m: dict[str, Any] | None) -> dict[str, int | None]:
+    """The measured memory as separate figures (DESIGN §5: activations, our ops' workspace, the
+    libraries' scratch such as cuDNN/cuBLAS), so a measured total never mixes what the plan counts
+    with what it does not. None where the backend does not report that figure."""
+    m = m or {}
+    return {f: (int(m[k]) if m.get(k) is not None else None) for f, k in MEASURED_SPLIT.items()}
+
+
 def run_bench(
     spec_path: str | Path,
     twin_path: str | Path,
     backend: str = "ort",
-    batches: Sequence[int] = (1, 8, 32),
+    batches: Sequence[int] | None = None,
     data: str | None = None,
     data_dir: str | None = None,
     samples: int | None = 1000,
@@ -160,30 +276,45 @@ def run_bench(
     seed: int = 0,
     progress: bool = True,
     backend_opts: dict[str, Any] | None = None,
+    allow_mismatched_twin: bool = False,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """Run both models on ``backend`` at every batch size; returns the bench document (docs/bench.md).
 
+    ``batches``: None = 1, 8, 32 as far as both models accept them (``default_batches``).
     ``samples``: test images evaluated for accuracy (None = the whole test split). Raises ValueError
-    (ModelError/InputError) if a model cannot be opened or does not accept a batch size.
+    (ModelError/InputError) if a model cannot be opened or does not accept a batch size, and when
+    ``twin_path`` is not the spectral model's twin (``twin_mismatches``) unless
+    ``allow_mismatched_twin``, which records the mismatches in the document instead. A test sample
+    that meets a NaN/Inf raises NonFiniteError unless ``allow_nonfinite``: then it is counted in each
+    model's ``nonfinite`` and never as correct.
     """
     from tqdm.auto import tqdm
 
     from specdeploy import memory, runtime
 
-    batches = [int(b) for b in batches]
-    if not batches or any(b < 1 for b in batches):
-        raise ValueError(f"batch sizes must be positive integers, got {batches}")
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     paths = {"spec": Path(spec_path), "twin": Path(twin_path)}
     infos = {k: runtime.read_model(p) for k, p in paths.items()}
     if not infos["spec"].is_spectral:
         raise ValueError(f"{paths['spec']}: has no specdeploy ops; pass the spectral model first and the twin with --twin")
+    mismatches = twin_mismatches(infos["spec"], infos["twin"])
+    if mismatches and not allow_mismatched_twin:
+        raise ValueError(f"{paths['twin']} is not the twin of {paths['spec']}: " + "; ".join(mismatches)
+                         + " (pass --allow-mismatched-twin to compare them anyway)")
+    batch_notes: list[str] = []
+    if batches is None:
+        batches, batch_notes = default_batches(infos)
+    batches = [int(b) for b in batches]
+    if not batches or any(b < 1 for b in batches):
+        raise ValueError(f"batch sizes must be positive integers, got {batches}")
     for b in batches:  # fail before any work if a batch cannot run
         for info in infos.values():
             info.check_batch(b)
     act = "fp16" if infos["spec"].value_dtype == "fp16" else "fp32"
-    sessions = {k: runtime.load(p, backend, **(backend_opts or {})) for k, p in paths.items()}
+    policy = "flag" if allow_nonfinite else "raise"
+    sessions = {k: runtime.load(p, backend, nonfinite=policy, **(backend_opts or {})) for k, p in paths.items()}
     evals = {k: load_eval_data(infos[k], data, data_dir, samples, seed) for k in MODELS}
     acc_batch = max(batches)
     chunks = {k: -(-len(evals[k][0]) // acc_batch) for k in MODELS}
@@ -193,8 +324,9 @@ def run_bench(
     with tqdm(total=total, desc=f"bench ({backend})", disable=None if progress else True, leave=False) as bar:
         for k in MODELS:
             x, y, _ = evals[k]
-            acc, ovf = _accuracy(sessions[k], x, y, acc_batch, bar)
-            results[k].update(accuracy=acc, overflowed=ovf, samples=len(y), accuracy_batch=acc_batch)
+            acc, ovf, nonfin = _accuracy(sessions[k], x, y, acc_batch, bar)
+            results[k].update(accuracy=acc, overflowed=ovf, nonfinite=nonfin, samples=len(y),
+                              accuracy_batch=acc_batch)
         records = []
         for b in batches:
             rec: dict[str, Any] = {"backend": backend, "batch": b}
@@ -215,13 +347,16 @@ def run_bench(
                     "measured": sess.memory(),
                 }
                 rec[k]["measured_peak_bytes"], rec[k]["measured_peak_source"] = measured_peak(rec[k]["measured"])
+                rec[k].update(measured_split(rec[k]["measured"]))
             rec["ratios"] = {
                 "planned_peak": _ratio(rec["spec"]["planned_peak_bytes"], rec["twin"]["planned_peak_bytes"]),
                 "planned_live_peak": _ratio(rec["spec"]["planned_live_peak_bytes"],
                                             rec["twin"]["planned_live_peak_bytes"]),
                 "latency": _ratio(rec["spec"]["latency_ms"], rec["twin"]["latency_ms"]),
-                "measured_peak": _ratio(rec["spec"]["measured_peak_bytes"], rec["twin"]["measured_peak_bytes"]),
             }
+            rec["ratios"]["measured_peak"], rec["measured_peak_note"] = measured_ratio(
+                (rec["spec"]["measured_peak_bytes"], rec["spec"]["measured_peak_source"]),
+                (rec["twin"]["measured_peak_bytes"], rec["twin"]["measured_peak_source"]))
             records.append(rec)
     return {
         "schema": SCHEMA,
@@ -231,8 +366,10 @@ def run_bench(
         "twin_model": str(paths["twin"]),
         "value_dtype": infos["spec"].value_dtype,
         "data": {k: evals[k][2] for k in MODELS},
-        "settings": {"batches": batches, "repeats": repeats, "warmup": warmup, "activation_dtype": act,
-                     "accuracy_batch": acc_batch},
+        "settings": {"batches": batches, "batch_notes": batch_notes, "repeats": repeats, "warmup": warmup,
+                     "activation_dtype": act, "accuracy_batch": acc_batch,
+                     "accounting": accounting_note(act, infos["spec"].value_dtype)},
+        "twin_check": {"mismatches": mismatches, "allowed": bool(mismatches and allow_mismatched_twin)},
         "environment": environment(backend),
         "records": records,
     }
@@ -242,30 +379,29 @@ def run_bench(
 
 CSV_FIELDS = (
     ["backend", "batch"]
-    + [f"{m}_{f}" for m in MODELS for f in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed",
-                                            "measured_peak_bytes")]
+    + [f"{m}_{f}" for m in MODELS for f in ("planned_peak_bytes", "planned_live_peak_bytes", "accuracy",
+                                            "latency_ms", "overflowed", "nonfinite", "measured_peak_bytes",
+                                            *MEASURED_SPLIT)]
     + ["ratio_planned_peak", "ratio_latency", "ratio_measured_peak"]
 )
 
 
 def write_json(doc: dict[str, Any], path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2))
-    return out
+    """The bench document as JSON, written atomically."""
+    return outputs.write_text(path, json.dumps(doc, indent=2))
 
 
 def write_csv(doc: dict[str, Any], path: str | Path) -> Path:
     """One row per batch size, spectral and twin columns side by side (``CSV_FIELDS``)."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
+    with outputs.atomic_path(out) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         for r in doc["records"]:
             row: dict[str, Any] = {"backend": r["backend"], "batch": r["batch"]}
             for m in MODELS:
-                for fld in ("planned_peak_bytes", "accuracy", "latency_ms", "overflowed", "measured_peak_bytes"):
+                for fld in ("planned_peak_bytes", "planned_live_peak_bytes", "accuracy", "latency_ms", "overflowed",
+                            "nonfinite", "measured_peak_bytes", *MEASURED_SPLIT):
                     row[f"{m}_{fld}"] = r[m].get(fld)
             row.update(ratio_planned_peak=r["ratios"]["planned_peak"], ratio_latency=r["ratios"]["latency"],
                        ratio_measured_peak=r["ratios"].get("measured_peak"))
@@ -283,7 +419,8 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     recs = doc["records"]
     bs = [r["batch"] for r in recs]
     xs = np.arange(len(bs))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    split = any(r[m].get("measured_activation_bytes") is not None for r in recs for m in MODELS)
+    fig, axes = plt.subplots(1, 4 if split else 3, figsize=(17 if split else 13, 4))
     ax = axes[0]
     for i, (m, label) in enumerate((("spec", "spectral"), ("twin", "spatial twin"))):
         ax.bar(xs + (i - 0.5) * 0.38, [r[m]["planned_peak_bytes"] / 1024 for r in recs], 0.38, label=label)
@@ -316,18 +453,37 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("test accuracy")
     d = doc["data"]["spec"]
     ax.set_title(f"accuracy ({d['name']}, {d['samples']} samples)")
+    if split:  # measured memory as separate figures, stacked per model and batch
+        ax = axes[3]
+        for i, m in enumerate(MODELS):
+            bottom = np.zeros(len(recs))
+            for j, (fld, label) in enumerate((("measured_activation_bytes", "activations"),
+                                              ("measured_op_workspace_bytes", "op workspace"),
+                                              ("measured_library_scratch_bytes", "library scratch"))):
+                vals = np.array([(r[m].get(fld) or 0) / 1024 for r in recs])
+                ax.bar(xs + (i - 0.5) * 0.38, vals, 0.38, bottom=bottom, color=f"C{j + 2}",
+                       hatch="//" if m == "twin" else None, label=label if i == 0 else None)
+                bottom += vals
+        ax.set_xticks(xs, [str(b) for b in bs])
+        ax.set_xlabel("batch (left: spectral, right/hatched: twin)")
+        ax.set_ylabel("measured (KiB)")
+        ax.set_title(f"measured memory, separate figures ({doc['backend']})")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        with outputs.atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return out
 
 
 def summary(doc: dict[str, Any]) -> str:
     """A short text table of the records ("maps only": the planned ratio of live activations alone)."""
     lines = [f"{'batch':>5}  {'planned spec':>13}  {'planned twin':>13}  {'ratio':>6}  {'maps only':>9}  "
-             f"{'lat spec':>9}  {'lat twin':>9}  {'acc spec':>8}  {'acc twin':>8}  {'overflowed':>10}"]
+             f"{'lat spec':>9}  {'lat twin':>9}  {'acc spec':>8}  {'acc twin':>8}  {'overflowed':>10}  "
+             f"{'nonfinite':>9}"]
 
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
@@ -338,8 +494,16 @@ def summary(doc: dict[str, Any]) -> str:
             f"{r['batch']:>5}  {s['planned_peak_bytes']:>13}  {t['planned_peak_bytes']:>13}  "
             f"{fmt(r['ratios']['planned_peak']):>6}  {fmt(r['ratios'].get('planned_live_peak')):>9}  "
             f"{s['latency_ms']:>7.2f}ms  {t['latency_ms']:>7.2f}ms  "
-            f"{s['accuracy']:>8.4f}  {t['accuracy']:>8.4f}  {s['overflowed']:>10}"
+            f"{s['accuracy']:>8.4f}  {t['accuracy']:>8.4f}  {s['overflowed']:>10}  "
+            f"{s.get('nonfinite', 0) + t.get('nonfinite', 0):>9}"
         )
+    settings = doc.get("settings", {})
+    if settings.get("accounting"):
+        lines.append(settings["accounting"])
+    for note in settings.get("batch_notes", []):
+        lines.append(f"note: {note}")
+    for m in doc.get("twin_check", {}).get("mismatches", []):
+        lines.append(f"WARNING (--allow-mismatched-twin): {m}")
     return "\n".join(lines)
 
 
@@ -384,10 +548,21 @@ def parse_backend_opts(items: Sequence[str]) -> dict[str, Any]:
     return opts
 
 
+def _require_matplotlib(what: str) -> None:
+    """Fail before the work when the plot extra is missing (not after minutes of measuring)."""
+    from specdeploy import deps
+
+    deps.require({"matplotlib": "plot"}, what)
+
+
 def _cmd_bench(args: Any) -> int:
-    doc = run_bench(args.spec, args.twin, args.backend, parse_batches(args.batch), args.data, args.data_dir,
+    if args.plot:
+        _require_matplotlib("--plot")
+    batches = parse_batches(args.batch) if args.batch is not None else None
+    doc = run_bench(args.spec, args.twin, args.backend, batches, args.data, args.data_dir,
                     args.samples, repeats=args.repeats, warmup=args.warmup, progress=not args.no_progress,
-                    backend_opts=parse_backend_opts(args.backend_opt))
+                    backend_opts=parse_backend_opts(args.backend_opt),
+                    allow_mismatched_twin=args.allow_mismatched_twin, allow_nonfinite=args.allow_nonfinite)
     print(summary(doc))
     written: Iterable[Path] = [
         f(doc, p) for f, p in ((write_json, args.json), (write_csv, args.csv), (write_plot, args.plot)) if p
@@ -399,22 +574,31 @@ def _cmd_bench(args: Any) -> int:
 
 def register(subparsers: Any) -> None:
     """The ``specdeploy bench`` verb."""
+    from specdeploy.argtypes import nonneg_int, positive_int
     from specdeploy.runtime import BACKENDS
 
     p = subparsers.add_parser("bench", help="spectral model vs its spatial twin: memory, latency, accuracy")
     p.add_argument("spec", help="exported spectral .onnx")
     p.add_argument("--twin", required=True, help="exported spatial twin .onnx")
-    p.add_argument("--backend", default="ort", choices=list(BACKENDS))
-    p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
+    p.add_argument("--backend", default="ort", choices=list(BACKENDS), help="runtime to run both models on (default ort)")
+    p.add_argument("--batch", default=None,
+                   help="comma-separated batch sizes (default: 1,8,32 as far as both models accept them)")
     p.add_argument("--data", default=None, help="test data set (default: the model's metadata)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--samples", type=int, default=1000, help="test samples for accuracy (default 1000)")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per batch size (median reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
-    p.add_argument("--json", default=None)
-    p.add_argument("--csv", default=None)
-    p.add_argument("--plot", default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--data-dir", default=None, help="directory holding the data set's files")
+    p.add_argument("--samples", type=positive_int, default=1000, help="test samples for accuracy (default 1000)")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed runs per batch size (median reported)")
+    p.add_argument("--warmup", type=nonneg_int, default=2, help="untimed runs before timing (default 2)")
+    p.add_argument("--json", default=None, help="write the bench document (docs/bench.md) to this file")
+    p.add_argument("--csv", default=None, help="write one CSV row per batch size to this file")
+    p.add_argument("--plot", default=None, help="write a PNG of memory, latency and accuracy (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-mismatched-twin", action="store_true",
+                   help="compare even when --twin is not the spectral model's twin (other input shape, data set "
+                        "or architecture); the mismatches are printed and recorded")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="count test samples that meet a NaN/Inf (as wrong answers) instead of stopping")
+    p.add_argument("--force", action="store_true",
+                   help="replace existing output files (an input is never overwritten)")
     p.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, repeatable (e.g. fp16=1 for cuda: standard ops in fp16, as the planned "
                         "figure assumes for fp16-value models)")

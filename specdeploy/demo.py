@@ -13,13 +13,25 @@ and summary.json.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+from specdeploy import deps, outputs
+
 DATA = "fashion-mnist"
 BLOCK = "hybrid"  # the spectral block (DESIGN §2b); the study in docs/results.md shows it wins
 BACKEND_ORDER = ("tensorrt", "cuda", "reference")
+
+#: import name -> the pip extra that provides it: everything the demo needs, checked before training.
+REQUIRED = {"torch": "train", "safetensors": "train", "onnx": "export", "onnxscript": "export",
+            "matplotlib": "plot"}
+
+
+def check_requirements() -> None:
+    """MissingDependencyError naming every missing dependency and its extra, before minutes of training."""
+    deps.require(REQUIRED, "the demo")
 
 
 def ensure_cuda_library() -> str | None:
@@ -64,9 +76,42 @@ def pick_backend(model_path: Path) -> tuple[str, list[str]]:
     raise RuntimeError("no backend can run the model: " + "; ".join(skipped))
 
 
+def pick_threads(cpus: int | None = None, load: float | None = None) -> int:
+    """Torch CPU threads for the demo: the cores other processes leave free, at least 1.
+
+    Why: torch's intra-op threads spin at every barrier; on a busy machine (2 cores, load 12 measured
+    here) 2 threads trained LeNet-5 4-6x slower than 1 (60 steps: 237 s vs 41-66 s), which is how a
+    "few minutes" demo took 15. On an idle machine this keeps every core.
+    """
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = 0.0
+    return max(1, min(cpus, cpus - int(load)))
+
+
 def run_demo(out: Path, steps: int = 1500, beta: float = 1.0, test_samples: int = 2000, seed: int = 0,
-             value_dtype: str = "fp16", batches: tuple[int, ...] = (1, 8, 32)) -> dict[str, Any]:
-    """Train, export and bench both models; returns (and writes) the summary."""
+             value_dtype: str = "fp16", batches: tuple[int, ...] = (1, 8, 32), force: bool = False) -> dict[str, Any]:
+    """Train, export and bench both models; returns (and writes) the summary.
+
+    Checked before any training: the dependencies (``check_requirements``), the data set, and the
+    output directory (refused when it exists, unless ``force``). A failed run leaves no empty folders.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_requirements()
+    outputs.check_output(out, kind="dir", force=force, flag="--out")
+    from specdeploy import data as datasets
+
+    datasets.prepare(DATA, "test", 32, 1, samples=8)  # the data set is there (DataError names the fix)
+    with outputs.created_dirs(out):
+        return _run(out, steps, beta, test_samples, seed, value_dtype, batches, force)
+
+
+def _run(out: Path, steps: int, beta: float, test_samples: int, seed: int, value_dtype: str,
+         batches: tuple[int, ...], force: bool) -> dict[str, Any]:
     import torch
 
     from specdeploy import bench, checkpoint, zoo
@@ -74,8 +119,14 @@ def run_demo(out: Path, steps: int = 1500, beta: float = 1.0, test_samples: int 
     from specdeploy.train import TrainConfig, evaluate, loaders_for, pick_device, train
 
     device = pick_device("auto")
-    out.mkdir(parents=True, exist_ok=True)
+    threads = None
+    if device.type == "cpu":
+        threads = pick_threads()
+        torch.set_num_threads(threads)
+        print(f"== CPU training with {threads} torch thread(s) (free cores now)", flush=True)
+    t_start = time.time()
     summary: dict[str, Any] = {"data": DATA, "block": BLOCK, "steps": steps, "beta": beta, "train_device": str(device),
+                               "train_threads": threads,
                                "value_dtype": value_dtype, "models": {}}
     # the short-budget recipe measured best in docs/models.md (annealing is a no-op for the twin)
     cfg = TrainConfig(epochs=1 + steps * 128 // 60000, max_steps=steps, seed=seed, lr=0.02, momentum=0.9,
@@ -91,15 +142,17 @@ def run_demo(out: Path, steps: int = 1500, beta: float = 1.0, test_samples: int 
         history = train(model, train_loader, None, cfg, device, progress=True)
         seconds = time.time() - t0
         ev = evaluate(model, test_loader, device)
-        ck = checkpoint.save(model.cpu(), out / f"lenet5-{domain}", data=meta, classes=meta["classes"],
-                             training=cfg.to_dict(), history=history,
-                             metrics={"test_accuracy": ev["accuracy"], "kept": ev["kept"]})
+        ck = out / f"lenet5-{domain}"
+        with outputs.atomic_dir(ck, force=force) as staged:
+            checkpoint.save(model.cpu(), staged, data=meta, classes=meta["classes"], training=cfg.to_dict(),
+                            history=history, metrics={"test_accuracy": ev["accuracy"], "kept": ev["kept"]})
         onnx_paths[domain] = export_checkpoint(ck, out / f"lenet5-{domain}.onnx", value_dtype=value_dtype,
                                                batch=None, max_batch=max(batches), calib_samples=512).path
         summary["models"][domain] = {
             "torch_test_accuracy": ev["accuracy"], "kept": ev["kept"], "train_seconds": round(seconds, 1),
             "final_train_loss": history[-1]["train_loss"], "onnx": str(onnx_paths[domain]),
         }
+    t_bench = time.time()
     backend, skipped = pick_backend(onnx_paths["spectral"])
     print(f"== bench on backend '{backend}'" + (f" (not available: {'; '.join(skipped)})" if skipped else ""), flush=True)
     doc = bench.run_bench(onnx_paths["spectral"], onnx_paths["spatial"], backend=backend, batches=batches,
@@ -108,8 +161,11 @@ def run_demo(out: Path, steps: int = 1500, beta: float = 1.0, test_samples: int 
     bench.write_csv(doc, out / "bench.csv")
     bench.write_plot(doc, out / "bench.png")
     summary["backend"] = backend
-    summary["bench"] = {f"batch{r['batch']}": r["ratios"] for r in doc["records"]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary["bench"] = {f"batch{r['batch']}": {**r["ratios"], "measured_peak_note": r.get("measured_peak_note")}
+                        for r in doc["records"]}
+    summary["accounting"] = doc["settings"].get("accounting")
+    summary["seconds"] = {"bench": round(time.time() - t_bench, 1), "total": round(time.time() - t_start, 1)}
+    outputs.write_text(out / "summary.json", json.dumps(summary, indent=2))
     _print(summary, doc)
     return summary
 

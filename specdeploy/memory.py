@@ -24,10 +24,11 @@ on what their graphs *need*, not on what an allocator happened to do. The rules 
   spectrum of its input, ``B * C * F * 8`` bytes (fp32 complex, F = Hs * (Ws // 2 + 1)), the only
   dense spectral buffer the contract allows. Standard ops declare 0: the twin's conv workspace
   depends on the algorithm cuDNN/TensorRT picks and is not charged, which favours the twin.
-* ``activation_dtype = "fp16"`` counts float32 tensors produced by standard ops as 2 bytes (the twin
-  at its best precision, to compare with fp16 spectral values). The graph input (an fp32 binding),
-  packed tensors (int32 rows, their value width is already in S), SpecToSpatial's output (float32 by
-  the op set) and the workspace keep their sizes.
+* ``activation_dtype = "fp16"`` counts float32 activations as 2 bytes (the twin at its best
+  precision, to compare with fp16 spectral values), SpecToSpatial's output included: the fp16 runs
+  write it as float16 (the cuda backend with ``fp16``, and TensorRT, whose plugin offers kHALF).
+  The graph input (an fp32 binding), packed tensors (int32 rows, their value width is already in S)
+  and the workspace keep their sizes.
 
 CLI: ``specdeploy memory MODEL.onnx [--batch B] [--activation-dtype fp32|fp16] [--json F]``.
 Never imports torch.
@@ -37,12 +38,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from specdeploy import liveness, ops
 from specdeploy.liveness import FUSED_ELEMENTWISE, VIEW_OPS
-from specdeploy.ops._base import HIST_LEVELS, WS_ALIGN  # noqa: F401  (the library layout the plan ports)
+from specdeploy.ops._base import HIST_LEVELS, HIST_WORDS, PIPE_WORDS, WS_ALIGN  # noqa: F401  (the library layout the plan ports)
 from specdeploy.ops._base import align as _align  # noqa: F401  (tests size the dense spectrum with it)
 from specdeploy.ops.spec_conv import streams_input
 
@@ -157,8 +157,8 @@ def _fmt(n: int) -> str:
 def declared_workspace(op: str, attrs: dict[str, Any], batch: int, out_channels: int | None = None) -> int:
     """Workspace bytes a specdeploy op declares at ``batch`` (DESIGN §5): the library's own figure.
 
-    ``out_channels`` (O, the weight's first dimension) is needed for a spatial-input SpecConv: it
-    decides whether the input spectrum is streamed. Why a port and not a call: the planner must run
+    ``out_channels`` (O, the weight's first dimension) is needed for a spatial-input SpecConv (it
+    decides whether the input spectrum is streamed) and for a "relu" one (its chunk of output channels). Why a port and not a call: the planner must run
     from the ONNX file alone, without the native library (CI without a compiler, a laptop). Each op's
     ``workspace`` (``specdeploy.ops.<op>``) ports plugins/common/src/plan.cpp;
     tests/test_native_host.py checks it against ``sd_*_workspace_size`` of the host library over a
@@ -188,16 +188,16 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
     # read_model put the nodes in topological order; the views, fusion and last uses: specdeploy.liveness
     live = liveness.analyse(list(g.node), weights, info.input_name, outputs)
 
-    def size(name: str, producer_spec: bool) -> tuple[int, str]:
+    def size(name: str, as_declared: bool = False) -> tuple[int, str]:
         t = tensors.get(name)
         if t is None or not t.known:
             raise ValueError(f"{info.label}: cannot size tensor '{name}' (shape {None if t is None else t.shape})")
-        if activation_dtype == "fp16" and t.dtype == "float32" and not producer_spec:
+        if activation_dtype == "fp16" and t.dtype == "float32" and not as_declared:
             return t.nbytes(2), "float16"
         return t.nbytes(), t.dtype
 
     rows: dict[str, TensorRow] = {}
-    nbytes, dtype = size(info.input_name, True)  # the input binding stays as declared
+    nbytes, dtype = size(info.input_name, as_declared=True)  # the input binding stays as declared
     rows[info.input_name] = TensorRow(info.input_name, GRAPH_INPUT, "input", tensors[info.input_name].shape,  # type: ignore[arg-type]
                                       dtype, nbytes, 0, 0)
     workspace = [0] * len(live.steps)
@@ -217,7 +217,7 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
             if owner != o:
                 rows[o] = TensorRow(o, st.name, n.op_type, shape, rows[owner].dtype, 0, s, s, owner)  # type: ignore[arg-type]
             else:
-                nbytes, dtype = size(o, spec is not None)
+                nbytes, dtype = size(o)
                 rows[o] = TensorRow(o, st.name, n.op_type, shape, dtype, nbytes, s, s)  # type: ignore[arg-type]
     for name, row in rows.items():
         row.last = live.last_use[name] if row.alias_of is not None else live.buffer_end(name)
@@ -240,22 +240,29 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
 
 
 def _cmd_memory(args: Any) -> int:
+    from specdeploy import outputs
+
     p = plan(args.model, batch=args.batch, activation_dtype=args.activation_dtype)
     print(p.table())
+    if p.activation_dtype == "fp32" and p.value_dtype == "fp16":
+        print("note: standard-op activations counted as fp32; `specdeploy bench` counts both models in fp16 when "
+              "the spectral values are fp16 (pass --activation-dtype fp16 to compare with it)")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(p.to_dict(), indent=2))
+        outputs.write_text(args.json, json.dumps(p.to_dict(), indent=2))
         print(f"written: {args.json}")
     return 0
 
 
 def register(subparsers: Any) -> None:
     """The ``specdeploy memory`` verb."""
+    from specdeploy.argtypes import positive_int
+
     p = subparsers.add_parser("memory", help="planned inference memory of an ONNX model (DESIGN §5 figure 1)")
     p.add_argument("model", help="exported .onnx file")
-    p.add_argument("--batch", type=int, default=None, help="batch size (dynamic models; default 1)")
+    p.add_argument("--batch", type=positive_int, default=None, help="batch size (dynamic models; default 1)")
     p.add_argument("--activation-dtype", choices=ACTIVATION_DTYPES, default="fp32",
                    help="count float activations of standard ops as fp32 or fp16 (the twin's best precision)")
     p.add_argument("--json", default=None, help="write the full plan as JSON")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file (never the model)")
     p.set_defaults(func=_cmd_memory)
 

@@ -3,7 +3,8 @@
 One sample of a spectral map with C channels of F complex coefficients is one row of an int32
 tensor ``[B, S]``::
 
-    header  : 4 words       nnz (uint32), overflowed (uint32 0/1), beta_used (float32 bits), 0
+    header  : 4 words       nnz (uint32), overflowed (uint32 0/1), beta_used (float32 bits),
+                             flags (uint32: bit 0 NONFINITE, sticky downstream; other bits 0)
     mask    : NB*C*4 words   block b of channel c at words [(b*C + c)*4 .. +3]
     offsets : NB*C + 1 words exclusive prefix sum of the (b, c) blocks' popcounts; last = nnz
     values  : capacity * vw  kept values in (b, c, f) order, then zeros (vw = 2 fp32, 1 fp16)
@@ -39,6 +40,8 @@ __all__ = [
     "VALUE_DTYPES",
     "BLOCK",
     "HEADER_WORDS",
+    "FLAG_NONFINITE",
+    "nonfinite_samples",
     "GRID_R",
     "GRID_MIN_BASE",
     "PackedFormatError",
@@ -59,6 +62,11 @@ __all__ = [
 VALUE_DTYPES = ("fp32", "fp16")
 BLOCK = 128
 HEADER_WORDS = 4
+#: header word 3, bit 0 (DESIGN §4): a non-finite value (NaN/Inf) reached this op for this sample. Sticky:
+#: every op ORs its packed inputs' flags into its output. Without it a NaN pixel would make every
+#: coefficient fail the threshold and the model would answer plausible logits from the biases alone.
+FLAG_NONFINITE = 1
+_FLAGS_DEFINED = FLAG_NONFINITE
 _WORDS_PER_BLOCK = BLOCK // 32
 
 #: fp32 of 2^(j/8), j = 0..7 (docs/format.md); the grid's mantissa steps.
@@ -438,13 +446,14 @@ def encode(
     value_dtype: str,
     beta_used: np.ndarray | float,
     overflowed: np.ndarray | bool,
+    flags: np.ndarray | int = 0,
 ) -> np.ndarray:
     """Write packed rows int32 ``[B, S]`` from complex ``values [B, C, F]`` and ``keep``.
 
     ``values`` are cast to complex64 (and, for fp16, each component rounded to binary16 with
     round-to-nearest-even). Only kept values are read. Raises PackedFormatError if a sample keeps
     more than ``capacity`` coefficients: encode never drops values silently; ``select`` is the policy.
-    ``beta_used`` and ``overflowed`` may be scalars or ``[B]``.
+    ``beta_used``, ``overflowed`` and ``flags`` (header word 3, ``FLAG_NONFINITE``) may be scalars or ``[B]``.
     """
     v = np.asarray(values)
     k = np.asarray(keep)
@@ -458,6 +467,10 @@ def encode(
     lay = Layout(C, F, capacity, value_dtype)
     bu = _per_sample(beta_used, B, np.float32, "beta_used")
     ov = _per_sample(overflowed, B, np.bool_, "overflowed")
+    fl = _per_sample(flags, B, np.uint32, "flags")
+    if (fl & ~np.uint32(_FLAGS_DEFINED)).any():
+        n = int(np.flatnonzero(fl & ~np.uint32(_FLAGS_DEFINED))[0])
+        raise PackedFormatError(f"sample {n}: flags {int(fl[n]):#x} has bits other than FLAG_NONFINITE set")
     bad = ~(np.isfinite(bu) & (bu >= 0))
     if bad.any():
         n = int(np.flatnonzero(bad)[0])
@@ -478,6 +491,7 @@ def encode(
     out[:, 0] = nnz
     out[:, 1] = ov
     out[:, 2] = bu.view(np.uint32)
+    out[:, 3] = fl
     # mask: bit j of byte m is coefficient 8m+j of the block; 4 bytes read as a little-endian word
     bits = np.packbits(kt, axis=3, bitorder="little")  # [B, NB, C, 16] uint8
     out[:, lay.mask_start : lay.offsets_start] = bits.reshape(B, lay.n_pairs * 16).view("<u4")
@@ -506,11 +520,14 @@ def pack(
     upstream_overflowed: np.ndarray | bool | None = None,
     *,
     candidates: np.ndarray | None = None,
+    upstream_flags: np.ndarray | int | None = None,
 ) -> np.ndarray:
     """select(scores, ...) then encode(values, ...); ``overflowed |= upstream_overflowed`` (sticky).
 
     ``scores`` are the magnitudes tested (e.g. SpecConv's pre-activation Y), ``values`` what is stored
-    (e.g. tanh of it); they may be the same array. ``candidates``: see ``select``.
+    (e.g. tanh of it); they may be the same array. ``candidates``: see ``select``. The NONFINITE flag
+    is set for a sample whose scores or values hold a NaN or Inf anywhere (kept or not), and ORed with
+    ``upstream_flags`` (the inputs' header word 3, or ``FLAG_NONFINITE`` for a non-finite spatial input).
     """
     s = np.asarray(scores)
     v = np.asarray(values)
@@ -519,19 +536,38 @@ def pack(
     keep, beta_used, overflowed = select(s, beta, capacity, candidates=candidates)
     if upstream_overflowed is not None:
         overflowed = overflowed | _per_sample(upstream_overflowed, s.shape[0], np.bool_, "upstream_overflowed")
-    return encode(v, keep, capacity, value_dtype, beta_used, overflowed)
+    flags = np.where(nonfinite_samples(s) | nonfinite_samples(v), np.uint32(FLAG_NONFINITE), np.uint32(0))
+    if upstream_flags is not None:
+        flags = flags | _per_sample(upstream_flags, s.shape[0], np.uint32, "upstream_flags")
+    return encode(v, keep, capacity, value_dtype, beta_used, overflowed, flags)
+
+
+def nonfinite_samples(a: np.ndarray) -> np.ndarray:
+    """bool ``[B]``: sample n of ``a`` (any shape ``[B, ...]``, real or complex) holds a NaN or Inf."""
+    a = np.asarray(a)
+    if a.size == 0:
+        return np.zeros(a.shape[0] if a.ndim else 0, dtype=np.bool_)
+    return ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
 
 
 @dataclass
 class Decoded:
     """A decoded packed tensor. ``values`` are 0 where not kept; kept-ness is ``keep`` (a kept value
-    may be 0 after fp16 underflow). ``nnz``/``overflowed``/``beta_used`` are the header words."""
+    may be 0 after fp16 underflow). ``nnz``/``overflowed``/``beta_used``/``flags`` are the header words."""
 
     values: np.ndarray  # complex64 [B, C, F]
     keep: np.ndarray  # bool [B, C, F]
     nnz: np.ndarray  # uint32 [B]
     overflowed: np.ndarray  # bool [B]
     beta_used: np.ndarray  # float32 [B]
+    flags: np.ndarray | None = None  # uint32 [B], header word 3
+
+    @property
+    def nonfinite(self) -> np.ndarray:
+        """bool ``[B]``: the NONFINITE flag (a NaN/Inf reached the op that wrote this tensor, or earlier)."""
+        if self.flags is None:
+            return np.zeros_like(self.overflowed, dtype=np.bool_)
+        return (np.asarray(self.flags) & np.uint32(FLAG_NONFINITE)) != 0
 
 
 def _check_blob(blob: object) -> np.ndarray:
@@ -559,7 +595,8 @@ def _validate_words(w: np.ndarray, lay: Layout) -> np.ndarray:
     ov = w[:, 1]
     bu = w[:, 2].view(np.float32)
     for name, bad, got, want in (
-        ("reserved header word 3", w[:, 3] != 0, w[:, 3], "0"),
+        ("flags (header word 3)", (w[:, 3] & ~np.uint32(_FLAGS_DEFINED)) != 0, w[:, 3],
+         f"only bit 0 (FLAG_NONFINITE) set, i.e. 0 or {FLAG_NONFINITE}"),
         ("overflowed (header word 1)", ov > 1, ov, "0 or 1"),
         ("beta_used (header word 2)", ~(np.isfinite(bu) & (bu >= 0)), bu, "finite and >= 0"),
         ("nnz (header word 0)", nnz > lay.capacity, nnz, f"<= capacity {lay.capacity}"),
@@ -671,6 +708,7 @@ def decode(blob: np.ndarray, C: int, F: int, value_dtype: str, validate: bool = 
         nnz=w[:, 0].copy(),
         overflowed=w[:, 1] != 0,
         beta_used=w[:, 2].view(np.float32).copy(),
+        flags=w[:, 3].copy(),
     )
 
 

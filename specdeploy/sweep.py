@@ -21,6 +21,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from specdeploy import outputs
+from specdeploy.argtypes import float_at_least, positive_int
 from specdeploy.metadata import META_DATA
 from specdeploy.recipes import CALIBRATION_MARGIN
 
@@ -79,18 +81,23 @@ def _kept(info: Any, calibration: dict[str, dict[str, Any]]) -> dict[str, float]
 
 
 def _evaluate(path: Path, backend: str, data: str | None, data_dir: str | None, samples: int | None,
-              eval_batch: int) -> dict[str, Any]:
+              eval_batch: int, allow_nonfinite: bool = False) -> dict[str, Any]:
+    """Accuracy, overflowed and non-finite counts on ``backend``; a NaN/Inf sample raises NonFiniteError
+    unless ``allow_nonfinite`` (then it is counted and never correct)."""
     from specdeploy import runtime
     from specdeploy.bench import load_eval_data
 
-    sess = runtime.load(path, backend)
+    sess = runtime.load(path, backend, nonfinite="flag" if allow_nonfinite else "raise")
     x, y, desc = load_eval_data(sess.info, data, data_dir, samples)
-    correct = overflowed = 0
+    correct = overflowed = nonfinite = 0
     for i in range(0, len(x), eval_batch):
         logits = sess.run(x[i : i + eval_batch])
-        correct += int((logits.argmax(axis=1) == y[i : i + eval_batch]).sum())
+        bad = sess.last_nonfinite
+        correct += int(((logits.argmax(axis=1) == y[i : i + eval_batch]) & ~bad).sum())
         overflowed += int(sess.last_overflowed.sum())
-    return {"accuracy": correct / max(1, len(y)), "overflowed": overflowed, "samples": int(len(y)), "data": desc}
+        nonfinite += int(bad.sum())
+    return {"accuracy": correct / max(1, len(y)), "overflowed": overflowed, "nonfinite": nonfinite,
+            "samples": int(len(y)), "data": desc}
 
 
 def run_sweep(
@@ -109,29 +116,58 @@ def run_sweep(
     batch: int = 1,
     eval_batch: int = 64,
     progress: bool = True,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
-    """Export ``ckpt`` at every beta, evaluate and plan each; returns (and writes) the sweep document."""
-    from tqdm.auto import tqdm
+    """Export ``ckpt`` at every beta, evaluate and plan each; returns (and writes) the sweep document.
 
-    from specdeploy import checkpoint, memory, runtime, zoo
-    from specdeploy.export import export_checkpoint, export_model
+    A test sample meeting a NaN/Inf stops the sweep (NonFiniteError) unless ``allow_nonfinite``."""
+    from specdeploy import checkpoint
 
     betas = [float(b) for b in betas]
     if not betas or any(not math.isfinite(b) or b < 0 for b in betas):
         raise ValueError(f"betas must be finite and >= 0, got {betas}")
     out = Path(out)
-    (out / "onnx").mkdir(parents=True, exist_ok=True)
     act = "fp16" if value_dtype == "fp16" else "fp32"
     common = dict(batch=None, max_batch=max(eval_batch, batch), value_dtype=value_dtype)
     doc_cfg = checkpoint.read_config(ckpt)
     if doc_cfg["model"].get("domain") != "spectral":
         raise ValueError(f"{ckpt}: the sweep needs a spectral checkpoint, this one is {doc_cfg['model'].get('domain')!r}")
+    if twin is not None:
+        twin_domain = checkpoint.read_config(twin)["model"].get("domain")
+        if twin_domain != "spatial":
+            raise ValueError(f"{twin}: --twin must be a spatial checkpoint, this one is {twin_domain!r}")
+    _check_data(doc_cfg, data, data_dir)
+    with outputs.created_dirs(out / "onnx"):  # a sweep that fails before writing anything leaves no folders
+        return _sweep(ckpt, betas, out, twin, data, data_dir, samples, calib_samples, value_dtype, margin, backend,
+                      batch, eval_batch, progress, act, common, doc_cfg, allow_nonfinite)
+
+
+def _check_data(doc_cfg: dict[str, Any], data: str | None, data_dir: str | None) -> None:
+    """Both splits the sweep reads exist (DataError naming the fix) before anything is exported."""
+    from specdeploy import data as datasets
+
+    name = data or (doc_cfg.get("data") or {}).get("name")
+    if not name:
+        raise ValueError("no data set given (--data) and the checkpoint records none")
+    m = doc_cfg["model"]
+    for split in ("train", "test"):
+        datasets.prepare(name, split, m.get("input_size"), m.get("in_channels"), samples=4, data_dir=data_dir)
+
+
+def _sweep(ckpt: str | Path, betas: list[float], out: Path, twin: str | Path | None, data: str | None,
+           data_dir: str | None, samples: int | None, calib_samples: int, value_dtype: str, margin: float,
+           backend: str, batch: int, eval_batch: int, progress: bool, act: str, common: dict[str, Any],
+           doc_cfg: dict[str, Any], allow_nonfinite: bool = False) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from specdeploy import memory, runtime, zoo
+    from specdeploy.export import export_checkpoint, export_model
 
     twin_path = out / "onnx" / "twin.onnx"
     twin_row: dict[str, Any] = {"checkpoint": None if twin is None else str(twin), "path": str(twin_path)}
     if twin is not None:
         export_checkpoint(twin, twin_path, **common)
-        twin_row.update(_evaluate(twin_path, backend, data, data_dir, samples, eval_batch))
+        twin_row.update(_evaluate(twin_path, backend, data, data_dir, samples, eval_batch, allow_nonfinite))
     else:
         cfg = zoo.twin_config(zoo.ModelConfig.from_dict(doc_cfg["model"]))
         data_name = (doc_cfg.get("data") or {}).get("name") or data
@@ -149,7 +185,7 @@ def run_sweep(
         info = runtime.read_model(path)
         kept = _kept(info, res.calibration)
         p = memory.plan(path, batch=batch, activation_dtype=act)
-        ev = _evaluate(path, backend, data, data_dir, samples, eval_batch)
+        ev = _evaluate(path, backend, data, data_dir, samples, eval_batch, allow_nonfinite)
         rows.append({
             "beta": beta, "path": str(path), "kept": kept,
             "kept_mean": sum(kept.values()) / len(kept) if kept else None,
@@ -167,7 +203,7 @@ def run_sweep(
         "value_dtype": value_dtype, "activation_dtype": act, "batch": batch, "margin": margin,
         "calib_samples": calib_samples, "twin": twin_row, "rows": rows, "environment": environment(backend),
     }
-    (out / "sweep.json").write_text(json.dumps(doc, indent=2))
+    outputs.write_text(out / "sweep.json", json.dumps(doc, indent=2))
     write_csv(doc, out / "sweep.csv")
     write_plot(doc, out / "pareto.png")
     return doc
@@ -175,9 +211,9 @@ def run_sweep(
 
 def write_csv(doc: dict[str, Any], path: str | Path) -> Path:
     """One row per beta: beta, kept_mean, accuracy, overflowed, planned bytes and ratios, pareto."""
-    fields = ["beta", "kept_mean", "accuracy", "overflowed", "samples", "planned_peak_bytes", "planned_ratio",
+    fields = ["beta", "kept_mean", "accuracy", "overflowed", "nonfinite", "samples", "planned_peak_bytes", "planned_ratio",
               "planned_live_ratio", "pareto"]
-    with Path(path).open("w", newline="") as f:
+    with outputs.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in doc["rows"]:
@@ -212,16 +248,22 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     ax.set_title("accuracy vs memory over beta")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with outputs.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
 def _cmd_sweep(args: Any) -> int:
+    from specdeploy.bench import _require_matplotlib
+
+    _require_matplotlib("specdeploy sweep (pareto.png)")
     doc = run_sweep(args.checkpoint, parse_betas(args.betas), args.out, twin=args.twin, data=args.data,
                     data_dir=args.data_dir, samples=args.samples, calib_samples=args.calib_samples,
                     value_dtype=args.value_dtype, margin=args.margin, backend=args.backend, batch=args.batch,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, allow_nonfinite=args.allow_nonfinite)
     print(f"{'beta':>6}  {'kept':>6}  {'accuracy':>8}  {'overflowed':>10}  {'mem ratio':>9}  {'maps only':>9}  pareto")
     for r in doc["rows"]:
         kept = "-" if r["kept_mean"] is None else f"{r['kept_mean']:.3f}"
@@ -238,13 +280,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--betas", default="0,0.25,...,2.0", help="e.g. 0,0.5,1 or 0,0.25,...,2.0")
     p.add_argument("--twin", default=None, help="the spatial twin's checkpoint (for its accuracy)")
     p.add_argument("--data", default=None, help="data set (default: the checkpoint's)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--samples", type=int, default=500, help="test samples per accuracy")
-    p.add_argument("--calib-samples", type=int, default=256, help="training samples for calibration")
-    p.add_argument("--value-dtype", choices=("fp32", "fp16"), default="fp16")
-    p.add_argument("--margin", type=float, default=CALIBRATION_MARGIN, help="capacity = max nnz seen * margin")
-    p.add_argument("--backend", choices=("reference", "ort"), default="ort")
-    p.add_argument("--batch", type=int, default=1, help="batch of the planned memory figures")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--data-dir", default=None, help="directory holding the data set's files")
+    p.add_argument("--samples", type=positive_int, default=500, help="test samples per accuracy (default 500)")
+    p.add_argument("--calib-samples", type=positive_int, default=256,
+                   help="training samples for calibration (default 256)")
+    p.add_argument("--value-dtype", choices=("fp32", "fp16"), default="fp16",
+                   help="precision of the packed values (default fp16)")
+    p.add_argument("--margin", type=float_at_least(1.0), default=CALIBRATION_MARGIN,
+                   help=f"capacity = max nnz seen * margin (>= 1, default {CALIBRATION_MARGIN})")
+    p.add_argument("--backend", choices=("reference", "ort"), default="ort",
+                   help="CPU backend for the accuracy (default ort)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch of the planned memory figures (default 1)")
+    p.add_argument("--out", required=True, help="output directory (sweep.json, sweep.csv, pareto.png, onnx/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="count test samples that meet a NaN/Inf (as wrong answers) instead of stopping")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory's files")
     p.set_defaults(func=_cmd_sweep)

@@ -117,9 +117,9 @@ def test_cli_export_with_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert all(s["samples"] == 64 for s in json.loads(meta["specdeploy.calibration"]).values())
     assert "capacity" in capsys.readouterr().out
     # a recipe for another model is refused with a clear message, exit status 2
-    assert cli_main(["export", str(ck), "-o", str(out), "--recipe", "vgg16-x86-fp32"]) == 2
+    assert cli_main(["export", str(ck), "-o", str(tmp_path / "other.onnx"), "--recipe", "vgg16-x86-fp32"]) == 2
     assert "is for model vgg16" in capsys.readouterr().err
-    assert cli_main(["export", str(tmp_path / "nope"), "-o", str(out)]) == 2
+    assert cli_main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "other.onnx")]) == 2
     assert "not a checkpoint directory" in capsys.readouterr().err
 
 

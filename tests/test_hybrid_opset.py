@@ -96,8 +96,20 @@ def test_reference_and_ort_agree_on_hybrid(hybrid_onnx: Path) -> None:
     np.testing.assert_allclose(ref, runtime.load(hybrid_onnx, "ort").run(x), rtol=1e-5, atol=1e-6)
 
 
-def test_native_host_refuses_relu_naming_node_and_attribute(hybrid_onnx: Path, host_lib_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture()
+def kernels_without_relu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Native kernels that lack the hybrid block (as before they implemented it): the op's rule says so."""
+    import dataclasses
+
+    def lacks_relu(a: dict) -> str | None:
+        return f"attribute 'activation' = {a['activation']!r} is not implemented" if a["activation"] == "relu" else None
+
+    monkeypatch.setitem(ops.REGISTRY, "SpecConv", dataclasses.replace(ops.REGISTRY["SpecConv"], native_unsupported=lacks_relu))
+
+
+def test_native_host_refuses_unsupported_attribute_naming_node(hybrid_onnx: Path, host_lib_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               kernels_without_relu: None) -> None:
     monkeypatch.setenv("SPECDEPLOY_HOST_LIB", str(host_lib_path))
     first = _conv_nodes(hybrid_onnx)[0].name
     with pytest.raises(UnsupportedByBackendError, match=rf"node '{first}' \(SpecConv\): attribute 'activation' = 'relu'"):
@@ -105,7 +117,8 @@ def test_native_host_refuses_relu_naming_node_and_attribute(hybrid_onnx: Path, h
     assert issubclass(UnsupportedByBackendError, BackendUnavailableError)  # the demo's fallback catches it
 
 
-def test_tensorrt_build_refuses_relu_before_touching_tensorrt(tmp_path: Path, hybrid_onnx: Path) -> None:
+def test_tensorrt_build_refuses_unsupported_attribute_before_tensorrt(tmp_path: Path, hybrid_onnx: Path,
+                                                                      kernels_without_relu: None) -> None:
     from specdeploy.trt.builder import EngineBuildError, build_engine
 
     first = _conv_nodes(hybrid_onnx)[0].name
@@ -113,8 +126,16 @@ def test_tensorrt_build_refuses_relu_before_touching_tensorrt(tmp_path: Path, hy
         build_engine(hybrid_onnx, tmp_path / "e.plan", plugins=None)
 
 
+def test_native_host_runs_the_hybrid_block(hybrid_onnx: Path, host_lib_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPECDEPLOY_HOST_LIB", str(host_lib_path))
+    x = np.random.default_rng(1).standard_normal((1, 1, 32, 32)).astype(np.float32)
+    ref = runtime.load(hybrid_onnx, "reference").run(x)
+    np.testing.assert_allclose(runtime.load(hybrid_onnx, "native-host").run(x), ref, rtol=1e-3, atol=1e-3)
+
+
 def test_native_unsupported_rule() -> None:
     conv = ops.REGISTRY["SpecConv"]
     assert conv.native_unsupported({"activation": "tanh", "pool": "none"}) is None
-    assert "attribute 'activation' = 'relu'" in conv.native_unsupported({"activation": "relu", "pool": "max2"})
+    assert conv.native_unsupported({"activation": "relu", "pool": "max2"}) is None  # the kernels have it
     assert conv.defaults == {"pool": "none"}

@@ -29,7 +29,7 @@ def test_toy_spectral_exact_bytes_per_step() -> None:
     s = B * 6 * 5 * 5 * 4
     h1, logits = B * 16 * 4, B * 10 * 4
     # the library's workspaces, sub-buffers rounded up to A(n) = 256 * ceil(n / 256), + 256 slack:
-    pipe = 4864 + 256  # A(4 * B * 600) level histograms + A(12 * B) threshold/own/flag words
+    pipe = 768 + 256  # A(4 * B * 83) two-level level histograms + A(20 * B) five words per sample
     # conv1 (spatial, O = 4 on 8x8) streams its input spectrum (memory.streams_input): no dense buffer
     ws = [pipe + 2 * 256 + 256,  # conv1: + twiddles A(8 * 10) twice
           pipe + 256,  # pool1
@@ -40,7 +40,7 @@ def test_toy_spectral_exact_bytes_per_step() -> None:
     assert [r.op for r in p.steps][:4] == ["SpecConv", "SpecPool", "SpecConv", "SpecToSpatial"]
     assert [r.workspace_bytes for r in p.steps] == ws
     assert [r.total_bytes for r in p.steps] == want
-    assert p.peak_bytes == max(want) == 10576 and p.peak_node == "pool1" and p.peak_step == 1
+    assert p.peak_bytes == max(want) == 6480 and p.peak_node == "pool1" and p.peak_step == 1
     rows = {t.name: t for t in p.tensors}
     assert rows["flat"].alias_of == "s" and rows["flat"].bytes == 0  # Flatten is a view
     assert rows["h1r"].alias_of == "h1" and rows["h1r"].bytes == 0  # Relu fused into Gemm
@@ -82,7 +82,9 @@ def test_workspace_holds_a_dense_input_spectrum_only_at_a_wide_first_layer() -> 
     assert wide.steps[0].workspace_bytes - spectral == memory._align(5 * 3 * F * 8)
     for op in ("SpecPool", "SpecConcat"):
         one, many = memory.declared_workspace(op, {}, 1), memory.declared_workspace(op, {}, 100)
-        assert 0 < one < many <= 100 * (4 * memory.HIST_LEVELS + 12) + 3 * memory.WS_ALIGN
+        # two-level histogram (83 words) and five words per sample: 352 B, not 2412 B, per sample
+        assert 0 < one < many <= 100 * (4 * memory.HIST_WORDS + 4 * memory.PIPE_WORDS) + 3 * memory.WS_ALIGN
+        assert many > 100 * (4 * memory.HIST_WORDS + 4 * memory.PIPE_WORDS)
     big = {"in_domain": "spectral", "C": 512, "Hs": 64, "Ws": 64}
     assert memory.declared_workspace("SpecConv", big, 1) < 8 << 10  # independent of C * F
     assert memory.declared_workspace("Conv", {}, 5) == 0
@@ -90,6 +92,9 @@ def test_workspace_holds_a_dense_input_spectrum_only_at_a_wide_first_layer() -> 
         memory.declared_workspace("SpecPool", {}, -1)
     with pytest.raises(ValueError, match="out_channels"):
         memory.declared_workspace("SpecConv", {"in_domain": "spatial", "C": 3, "Hs": 8, "Ws": 8, "k": 3}, 1)
+    with pytest.raises(ValueError, match="out_channels"):  # the hybrid block's chunk depends on O too
+        memory.declared_workspace("SpecConv", {"in_domain": "spectral", "C": 3, "Hs": 8, "Ws": 8, "k": 3,
+                                               "activation": "relu"}, 1)
 
 
 def test_fp16_accounting() -> None:
@@ -104,7 +109,8 @@ def test_fp16_accounting() -> None:
     spec16 = memory.plan(toy.toy_spectral(value_dtype="fp16"), batch=B, activation_dtype="fp16")
     rows = {t.name: t for t in spec16.tensors}
     assert rows["p1"].bytes == B * 4 * _rw(4, 10, vd="fp16") and rows["p1"].dtype == "int32"
-    assert rows["s"].dtype == "float32" and rows["s"].bytes == B * 6 * 25 * 4  # SpecToSpatial emits fp32
+    # fp16 runs (cuda fp16, TensorRT kHALF) write SpecToSpatial's output as float16 (issue 14 item 3)
+    assert rows["s"].dtype == "float16" and rows["s"].bytes == B * 6 * 25 * 2
     assert rows["h1"].dtype == "float16" and rows["h1"].bytes == B * 16 * 2
     assert spec16.value_dtype == "fp16" and twin16.value_dtype is None
     with pytest.raises(ValueError, match="activation_dtype"):
@@ -206,10 +212,10 @@ def test_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = tmp_path / "plan.json"
     assert main(["memory", str(path), "--batch", "2", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "planned peak" in text and "10576 bytes" in text and "node 'pool1' (SpecPool)" in text
+    assert "planned peak" in text and "6480 bytes" in text and "node 'pool1' (SpecPool)" in text
     assert "1*" in text and "= s" in text  # the peak step is starred
     doc = json.loads(out.read_text())
-    assert doc["peak_bytes"] == 10576 and doc["batch"] == 2 and len(doc["steps"]) == 8
+    assert doc["peak_bytes"] == 6480 and doc["batch"] == 2 and len(doc["steps"]) == 8
     assert {"name", "op", "shape", "dtype", "bytes", "first", "last", "alias_of"} <= set(doc["tensors"][0])
     assert main(["memory", str(path), "--activation-dtype", "fp16"]) == 0
 

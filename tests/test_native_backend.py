@@ -258,6 +258,11 @@ def test_tracked_bytes_follow_the_plan(models: dict, test_images: dict, name: st
     assert m["backend"] == "native-host" and m["batch"] == 4 and m["workspace_mode"] == "per_op"
     assert m["tracked_peak_bytes"] > 0 and isinstance(m["tracked_peak_node"], str)
     assert "device_peak_bytes" not in m  # host tensors: no device figure
+    # activations and op scratch as separate figures (issue 14): each the plan's own part
+    assert m["tracked_activation_peak_bytes"] == max(live for _, live, _ in s.last_steps)
+    assert m["tracked_op_workspace_peak_bytes"] == max(r.workspace_bytes for r in p.steps)
+    assert m["tracked_activation_peak_bytes"] <= m["tracked_peak_bytes"]
+    assert "library_scratch_peak_bytes" not in m  # a device figure only (cuda)
     if kind == "twin":
         assert m["tracked_peak_bytes"] == p.peak_bytes and m["workspace_bytes"] == 0
     else:
@@ -331,7 +336,7 @@ needs_data = pytest.mark.skipif(not have_data(), reason="the bench evaluates on 
 
 
 @needs_data
-def test_run_bench_native_host(models: dict) -> None:
+def test_run_bench_native_host(models: dict, tmp_path: Path) -> None:
     doc = bench.run_bench(models[("vgg16", "fp16")], models[("vgg16", "twin")], "native-host", [1, 4],
                           samples=16, repeats=2, warmup=1, progress=False)
     assert doc["backend"] == "native-host" and [r["batch"] for r in doc["records"]] == [1, 4]
@@ -341,7 +346,17 @@ def test_run_bench_native_host(models: dict) -> None:
             assert e["measured"]["backend"] == "native-host" and e["measured"]["batch"] == r["batch"]
             assert e["measured"]["tracked_peak_bytes"] > 0 and e["latency_ms"] > 0
             assert e["measured_peak_source"] in ("run_peak_rss_delta_bytes", None)
+            # issue 14 item 3: activations and scratch as separate measured figures
+            assert e["measured_activation_bytes"] == e["measured"]["tracked_activation_peak_bytes"] > 0
+            assert e["measured_op_workspace_bytes"] == e["measured"]["tracked_op_workspace_peak_bytes"]
+            assert e["measured_library_scratch_bytes"] is None  # no device allocator on the host
+        assert r["spec"]["measured_op_workspace_bytes"] > 0 and r["twin"]["measured_op_workspace_bytes"] == 0
         assert r["twin"]["overflowed"] == 0
+    csv_path = bench.write_csv(doc, tmp_path / "b.csv")
+    header = csv_path.read_text().splitlines()[0].split(",")
+    assert {"spec_measured_activation_bytes", "twin_measured_library_scratch_bytes"} <= set(header)
+    png = bench.write_plot(doc, tmp_path / "b.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_data

@@ -63,16 +63,16 @@ def _stream() -> int:
 
 
 def cuda_spec_conv(lib, x, w, b, *, in_domain, C, Hs, Ws, k, beta, activation, capacity, value_dtype, ws_offset=0,
-                   input_spectrum="auto"):
+                   input_spectrum="auto", pool="none"):
     O = w.shape[0]
     if in_domain == "spatial":
         p = native.conv_params(in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation,
                                capacity=capacity, value_dtype=value_dtype, H=x.shape[2], W=x.shape[3],
-                               x_dtype=x.dtype, has_bias=b is not None, input_spectrum=input_spectrum)
+                               x_dtype=x.dtype, has_bias=b is not None, input_spectrum=input_spectrum, pool=pool)
     else:
         p = native.conv_params(in_domain=in_domain, C=C, O=O, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation,
                                capacity=capacity, value_dtype=value_dtype, has_bias=b is not None,
-                               in_row_words=x.shape[1])
+                               in_row_words=x.shape[1], pool=pool)
     B = x.shape[0]
     S = lib.out_row_words(p)
     xd, wd = _dev(x), _dev(w.astype(np.float32))
@@ -213,3 +213,53 @@ def test_spec_to_spatial_gpu(libs, case, value_dtype):
     assert float(np.abs(got - ref).max()) / scale <= 1e-5
     half = cuda_spec_to_spatial(cuda, x, C=C, Hs=Hs, Ws=Ws, value_dtype=value_dtype, y_dtype=np.float16)
     assert np.array_equal(half, got.astype(np.float16)), "fp16 output = RNE of the fp32 output"
+
+
+# ------------------------------------------------------------------------------- the hybrid block
+
+
+HYBRID_GPU_CASES = [  # in_domain, B, C, O, Hs, Ws, k, pool, value_dtype
+    ("spectral", 6, 16, 40, 17, 17, 3, "max2", "fp16"),
+    ("spectral", 5, 64, 24, 9, 9, 3, "none", "fp32"),
+    ("spectral", 3, 8, 17, 12, 7, 5, "avg2", "fp16"),
+    ("spatial", 9, 3, 64, 34, 34, 3, "max2", "fp16"),
+    ("spatial", 2, 1, 6, 32, 32, 5, "avg2", "fp32"),
+]
+
+
+@pytest.mark.parametrize("case", HYBRID_GPU_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_spec_conv_hybrid_gpu_agrees_with_host(libs, case):
+    """activation "relu" (DESIGN §2b): the CUDA library's GEMM (tensor cores for fp16 operands) sums in
+    another order than the host's, so DESIGN §7's rule applies: headers' beta_used/overflowed equal,
+    masks equal except coefficients within a relative 1e-3 of the threshold (by the host's |Z|), values
+    to fp32 rounding of the largest coefficient; both with and without overflow."""
+    cuda, host = libs
+    in_domain, B, C, O, Hs, Ws, k, pool, vd = case
+    rng = np.random.default_rng(sum(map(ord, repr(case))))
+    w = (rng.standard_normal((O, C, k, k)) / (k * np.sqrt(C))).astype(np.float32)
+    b = (0.2 * rng.standard_normal(O)).astype(np.float32)
+    if in_domain == "spatial":
+        x = rng.standard_normal((B, C, Hs - k + 1, Ws - k + 1)).astype(np.float32)
+    else:
+        x = make_packed(rng, B, C, Hs, Ws, vd, density=0.3, overflowed=np.zeros(B, bool))
+    oHs, oWs = ((Hs + 1) // 2, (Ws + 1) // 2) if pool != "none" else (Hs, Ws)
+    oF = P.num_coeffs(oHs, oWs)
+    attrs = dict(in_domain=in_domain, C=C, Hs=Hs, Ws=Ws, k=k, activation="relu", value_dtype=vd, pool=pool)
+    z = P.decode(host.spec_conv(x, w, b, beta=0.0, capacity=O * oF, **attrs), O, oF, vd).values
+    beta = float(np.quantile(np.abs(z), 0.75))
+    for cap in (O * oF, max(1, O * oF // 8)):
+        yh = host.spec_conv(x, w, b, beta=beta, capacity=cap, **attrs)
+        yc = cuda_spec_conv(cuda, x, w, b, beta=beta, capacity=cap, ws_offset=3, **attrs)
+        dh, dc = P.decode(yh, O, oF, vd), P.decode(yc, O, oF, vd)
+        assert np.array_equal(dh.overflowed, dc.overflowed)
+        assert np.array_equal(dh.beta_used.view(np.uint32), dc.beta_used.view(np.uint32))
+        # the host's |Z| of every coefficient (beta 0, room for all), stored in this value dtype
+        zh = P.decode(host.spec_conv(x, w, b, beta=0.0, capacity=O * oF, **attrs), O, oF, vd).values
+        t = dh.beta_used.astype(np.float64)[:, None, None]
+        near = np.abs(np.abs(zh) - t) <= 1e-3 * t
+        bad = (dh.keep != dc.keep) & ~near
+        assert not bad.any(), f"{int(bad.sum())} mask bits differ away from the threshold (cap {cap})"
+        both = dh.keep & dc.keep
+        tol = (2e-3 if vd == "fp16" else 1e-5) * float(np.abs(z).max())
+        assert np.abs(dh.values[both] - dc.values[both]).max(initial=0.0) <= tol
+        assert np.array_equal(yh[:, 3], yc[:, 3])  # header flags (finite inputs: 0)

@@ -361,14 +361,21 @@ def test_validation_errors(host_lib):
     p.value_dtype = 7
     _expect_invalid(lambda: lib.validate(p), "'value_dtype'")
     p = native.conv_params(**good)
-    p.activation = 2
+    p.activation = 3
     _expect_invalid(lambda: lib.validate(p), "'activation'")
+    p = native.conv_params(**good)
+    p.pool = 3
+    _expect_invalid(lambda: lib.validate(p), "'pool'")
+    p = native.conv_params(**good)
+    p.pool = 1  # max2 needs activation relu (the hybrid block)
+    _expect_invalid(lambda: lib.validate(p), "'pool'", "relu")
     p = native.conv_params(**good)
     p.input_spectrum = 3
     _expect_invalid(lambda: lib.validate(p), "SpecConv", "'input_spectrum'")
     _expect_invalid(lambda: native.conv_params(**{**good, "input_spectrum": "sparse"}), "'input_spectrum'")
     # Python-side checks name the attribute too
-    _expect_invalid(lambda: native.conv_params(**{**good, "activation": "relu"}), "'activation'")
+    _expect_invalid(lambda: native.conv_params(**{**good, "activation": "gelu"}), "'activation'")
+    _expect_invalid(lambda: native.conv_params(**{**good, "pool": "max3"}), "'pool'")
     _expect_invalid(lambda: native.conv_params(**{**good, "capacity": 2**31}), "'capacity'")
     # bad in_row_words for every op with a packed input
     F = 8 * 4

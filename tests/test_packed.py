@@ -527,7 +527,7 @@ CORRUPTIONS = {
     "offsets[0]": (lambda w, L: w.__setitem__(L.offsets_start, 1), r"sample 1: offsets\[0\] .* must be 0, got 1"),
     "offsets last": (lambda w, L: w.__setitem__(L.values_start - 1, w[L.values_start - 1] - 1), r"sample 1: offsets\[9\]-offsets\[8\]"),
     "bit beyond F": (lambda w, L: w.__setitem__(L.mask_start + (2 * L.C + 1) * 4 + 1, w[L.mask_start + (2 * L.C + 1) * 4 + 1] | np.uint32(1 << 12)), r"sample 1: mask bit set beyond F=300 \(channel 1, coefficient f=300"),
-    "reserved word": (lambda w, L: w.__setitem__(3, 7), r"sample 1: reserved header word 3 must be 0, got 7"),
+    "undefined flag bits": (lambda w, L: w.__setitem__(3, 7), r"sample 1: flags \(header word 3\) must be only bit 0 .*, got 7"),
     "overflowed=2": (lambda w, L: w.__setitem__(1, 2), r"sample 1: overflowed \(header word 1\) must be 0 or 1, got 2"),
     "unused slot": (lambda w, L: w.__setitem__(L.row_words - 1, 0x3F800000), r"sample 1: unused value slot \d+ \(word \d+, nnz=\d+\) must be 0, got 0x3f800000"),
     "first unused slot": (lambda w, L: w.__setitem__(L.values_start + int(w[0]) * L.value_words, 1), r"sample 1: unused value slot (\d+) \(word \d+, nnz=\1\) must be 0, got 0x00000001"),

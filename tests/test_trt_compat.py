@@ -71,6 +71,17 @@ def test_load_plugin_library_once_and_checks_creators(tmp_path, fresh_loaded):
     assert compat.find_creator(reg, "SpecConv", "2") is None
 
 
+def test_first_load_looks_up_no_absent_creator(tmp_path, fresh_loaded):
+    """Issue 13, 7(e): TensorRT logs an error per lookup of an absent creator; asking for our four
+    before the library was loaded logged up to 8 errors on every first load."""
+    lib = tmp_path / "libspecdeploy_trt.so"
+    lib.write_bytes(b"x")
+    reg = FakeRegistry()
+    compat.load_plugin_library(fake_trt_with(reg), lib)
+    assert reg.loads == [str(lib.resolve())]
+    assert reg.missed_lookups == 0
+
+
 def test_load_plugin_library_errors(tmp_path, fresh_loaded):
     with pytest.raises(compat.PluginLibraryError, match="does not exist: build it with"):
         compat.load_plugin_library(fake_trt_with(FakeRegistry()), tmp_path / "missing.so")

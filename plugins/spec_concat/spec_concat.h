@@ -47,6 +47,16 @@ struct sd_concat_producer {
         }
         return any;
     }
+
+    /* header flags bit 0: any input's flag or a non-finite value in any input (part tid of nthreads) */
+    SD_HD inline uint32_t in_flags_part(int32_t s, int32_t tid, int32_t nthreads) const {
+        uint32_t any = 0u;
+        for (int32_t i = 0; i < n; ++i) {
+            const sd_layout L = sd_make_layout(C[i], F, cap[i], vdt);
+            any |= sd_row_nonfinite_part(xs[i] + (int64_t)s * L.S, L, tid, nthreads);
+        }
+        return any;
+    }
 };
 
 inline void sd_concat_setup(const sd::ConcatPlan& P, const int32_t* const* xs, int32_t* y, void* workspace,

@@ -1,6 +1,8 @@
 /* SpecConv, CUDA library: twiddle tables, the spatial rfft2 (first layer), and the packed-output
  * pipeline (common/include/specdeploy/pipeline.cuh) over sd_conv_producer. */
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include "spec_conv.h"
 #include "specdeploy/cuda_util.h"
@@ -43,6 +45,298 @@ __global__ void k_rfft_cols(sd_cf* X, int32_t H, int32_t Hs, int32_t Wh, int32_t
     }
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* The hybrid block (activation RELU): chunk preparation kernels and the GEMM (spec_conv.h).        */
+/* Every kernel takes the pipeline `a` and the pass `mode` and skips the samples that do not take   */
+/* part in the pass (refine/recount run only for samples that overflowed), so the rare passes cost  */
+/* almost nothing when no sample overflowed: the host cannot know without a sync, and there is none. */
+
+struct HybArgs {
+    sd_conv_producer in;
+    sd_pipe a;
+    int32_t mode, s0, ns, o0, no, b; /* chunk: samples s0.., channels o0.., input block b */
+    int32_t sb, ot, k, centre, split, pool;
+    int32_t C, F, Hs, Ws, Wh, oHs, oWs, oWh, oF;
+    int64_t ldg;
+    float bias_scale, fft_scale, out_scale;
+    const float* w;
+    const float* bias;
+    void* Wt;
+    void* Xt;
+    float* G;
+    sd_cf* Y;
+    sd_cf* A;
+    float* sp;
+    const sd_cf* twH2;
+    const sd_cf* twW2;
+};
+
+__device__ __forceinline__ bool hyb_wants(const HybArgs& h, int32_t sl) {
+    return sl < h.ns && sd_pass_wants(h.a, h.mode, h.s0 + sl);
+}
+
+__device__ __forceinline__ bool hyb_any(const HybArgs& h) {
+    for (int32_t sl = 0; sl < h.ns; ++sl)
+        if (sd_pass_wants(h.a, h.mode, h.s0 + sl)) return true;
+    return false;
+}
+
+/* weight tile: Wt[(ol*kk + tap) * C + c] = w[o0 + ol, c, tap] (read coalesced along tap/c) */
+__global__ void k_hyb_wt(const __grid_constant__ HybArgs h) {
+    const int64_t kk = (int64_t)h.k * h.k, n = (int64_t)h.no * h.C * kk;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n || !hyb_any(h)) return;
+    const int32_t tap = (int32_t)(i % kk);
+    const int64_t t = i / kk;
+    const int32_t c = (int32_t)(t % h.C);
+    const int32_t ol = (int32_t)(t / h.C);
+    sd_gemm_store(h.Wt, ((int64_t)ol * kk + tap) * h.C + c, n, h.split, h.w[i + (int64_t)h.o0 * h.C * kk]);
+}
+
+/* input tile of block b: Xt[c * ldg + (sl*128 + fl)*2 + {0,1}]; zeros past F and for skipped samples */
+__global__ void k_hyb_xt(const __grid_constant__ HybArgs h) {
+    const int64_t n = (int64_t)h.C * h.sb * SD_BLOCK_F;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int32_t fl = (int32_t)(i % SD_BLOCK_F);
+    const int64_t t = i / SD_BLOCK_F;
+    const int32_t sl = (int32_t)(t % h.sb);
+    const int32_t c = (int32_t)(t / h.sb);
+    const int32_t f = h.b * SD_BLOCK_F + fl;
+    sd_cf x = sd_cf_zero();
+    if (hyb_wants(h, sl) && f < h.F) x = h.in.input(h.s0 + sl, c, f);
+    const int64_t j = (int64_t)c * h.ldg + ((int64_t)sl * SD_BLOCK_F + fl) * 2;
+    const int64_t nx = (int64_t)h.C * h.ldg; /* elements of the Xt matrix (lo half offset) */
+    sd_gemm_store(h.Xt, j, nx, h.split, x.re);
+    sd_gemm_store(h.Xt, j + 1, nx, h.split, x.im);
+}
+
+/* G[M][ldg] = Wt[M][K] Xt[K][ldg] over the first N columns, fp16 values: each operand is a hi + lo pair
+ * of fp16 matrices (sd_gemm_store; lo at +M*K resp. +K*ldg halves), and G = hi*hi + hi*lo + lo*hi on
+ * the tensor cores (WMMA 16x16x16, fp32 accumulation): about fp32 precision at 3 MMAs per step. A 64x64
+ * tile per block of 4 warps (2x2 warps of 2x2 fragments). The host sums the same products in fp32 in
+ * c order: the two differ by summation order only (DESIGN §7: masks agree up to a relative 1e-3 of
+ * beta). */
+constexpr int kGT = 64, kGK = 32;
+__global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ HybArgs h, int32_t M, int32_t N, int32_t K) {
+    using namespace nvcuda;
+    __shared__ __align__(32) __half As[2][kGT][kGK + 8]; /* [hi, lo] */
+    __shared__ __align__(32) __half Bs[2][kGK][kGT + 8];
+    __shared__ __align__(32) float Cs[4][16][16 + 4];
+    if (!hyb_any(h)) return;
+    const __half* Wt = (const __half*)h.Wt;
+    const __half* Xt = (const __half*)h.Xt;
+    const int64_t wlo = (int64_t)M * K, xlo = (int64_t)K * h.ldg;
+    const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    const __half zero = __float2half(0.0f);
+    for (int32_t k0 = 0; k0 < K; k0 += kGK) {
+        for (int i = threadIdx.x; i < kGT * kGK; i += blockDim.x) {
+            const int r = i / kGK, c = i % kGK;
+            const int32_t gm = m0 + r, gk = k0 + c;
+            const bool in = gm < M && gk < K;
+            const int64_t at = (int64_t)gm * K + gk;
+            As[0][r][c] = in ? Wt[at] : zero;
+            As[1][r][c] = in ? Wt[wlo + at] : zero;
+        }
+        for (int i = threadIdx.x; i < kGK * kGT; i += blockDim.x) {
+            const int r = i / kGT, c = i % kGT;
+            const int32_t gk = k0 + r, gn = n0 + c;
+            const bool in = gk < K && gn < N;
+            const int64_t at = (int64_t)gk * h.ldg + gn;
+            Bs[0][r][c] = in ? Xt[at] : zero;
+            Bs[1][r][c] = in ? Xt[xlo + at] : zero;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < kGK; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2][2]; /* [hi/lo][i] */
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> fb[2][2]; /* [hi/lo][j] */
+#pragma unroll
+            for (int p = 0; p < 2; ++p)
+#pragma unroll
+                for (int i = 0; i < 2; ++i) {
+                    wmma::load_matrix_sync(fa[p][i], &As[p][wm + 16 * i][kk], kGK + 8);
+                    wmma::load_matrix_sync(fb[p][i], &Bs[p][kk][wn + 16 * i], kGT + 8);
+                }
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int j = 0; j < 2; ++j) {
+                    wmma::mma_sync(acc[i][j], fa[1][i], fb[0][j], acc[i][j]); /* small terms first */
+                    wmma::mma_sync(acc[i][j], fa[0][i], fb[1][j], acc[i][j]);
+                    wmma::mma_sync(acc[i][j], fa[0][i], fb[0][j], acc[i][j]);
+                }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            wmma::store_matrix_sync(&Cs[warp][0][0], acc[i][j], 16 + 4, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                const int r = e >> 4, c = e & 15;
+                const int32_t gm = m0 + wm + 16 * i + r, gn = n0 + wn + 16 * j + c;
+                if (gm < M && gn < N) h.G[(int64_t)gm * h.ldg + gn] = Cs[warp][r][c];
+            }
+            __syncwarp();
+        }
+}
+
+/* The same product with fp32 operands (value_dtype fp32): SIMT, 64x64 tile, 4x4 outputs per thread. */
+__global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ HybArgs h, int32_t M, int32_t N, int32_t K) {
+    __shared__ float As[16][kGT + 1];
+    __shared__ float Bs[16][kGT];
+    if (!hyb_any(h)) return;
+    const float* Wt = (const float*)h.Wt;
+    const float* Xt = (const float*)h.Xt;
+    const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    float acc[4][4] = {};
+    for (int32_t k0 = 0; k0 < K; k0 += 16) {
+        for (int i = threadIdx.x; i < 16 * kGT; i += 256) {
+            const int r = i / 16, c = i % 16; /* As[k][m] = Wt[m0 + r][k0 + c] */
+            const int32_t gm = m0 + r, gk = k0 + c;
+            As[c][r] = (gm < M && gk < K) ? Wt[(int64_t)gm * K + gk] : 0.0f;
+            const int rb = i / kGT, cb = i % kGT;
+            const int32_t gk2 = k0 + rb, gn = n0 + cb;
+            Bs[rb][cb] = (gk2 < K && gn < N) ? Xt[(int64_t)gk2 * h.ldg + gn] : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < 16; ++kk) {
+            float av[4], bv[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) av[i] = As[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = __fmaf_rn(av[i], bv[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int32_t gm = m0 + ty + 16 * i, gn = n0 + tx + 16 * j;
+            if (gm < M && gn < N) h.G[(int64_t)gm * h.ldg + gn] = acc[i][j];
+        }
+}
+
+/* Y of block b: one thread per (sl, ol, fl) */
+__global__ void k_hyb_combine(const __grid_constant__ HybArgs h) {
+    const int64_t n = (int64_t)h.ns * h.no * SD_BLOCK_F;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int32_t fl = (int32_t)(i % SD_BLOCK_F);
+    const int64_t t = i / SD_BLOCK_F;
+    const int32_t ol = (int32_t)(t % h.no);
+    const int32_t sl = (int32_t)(t / h.no);
+    const int32_t f = h.b * SD_BLOCK_F + fl;
+    if (f >= h.F || !hyb_wants(h, sl)) return;
+    const uint32_t p = (uint32_t)(f / h.Wh), q = (uint32_t)(f - (int32_t)p * h.Wh);
+    sd_cf y = sd_hyb_combine(h.G, h.ldg, (int64_t)ol * h.k * h.k, ((int64_t)sl * SD_BLOCK_F + fl) * 2, p, q, (uint32_t)h.Hs,
+                             (uint32_t)h.Ws, h.k, h.centre, h.in.twH, h.in.twW);
+    if (f == 0 && h.bias != nullptr) y.re = sd_fadd(y.re, sd_fmul(h.bias[h.o0 + ol], h.bias_scale));
+    h.Y[((int64_t)sl * h.ot + ol) * h.F + f] = y;
+}
+
+/* The four DFT stages, one thread per output element of every (sl, ol) plane of the chunk. */
+__global__ void k_hyb_inv_col(const __grid_constant__ HybArgs h) {
+    const int64_t per = (int64_t)h.Hs * h.Wh, n = (int64_t)h.ns * h.no * per;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t pl0 = i / per, e = i - pl0 * per;
+    const int32_t ol = (int32_t)(pl0 % h.no), sl = (int32_t)(pl0 / h.no);
+    if (!hyb_wants(h, sl)) return;
+    const int64_t pl = (int64_t)sl * h.ot + ol;
+    const int32_t u = (int32_t)(e / h.Wh), q = (int32_t)(e % h.Wh);
+    h.A[pl * h.F + e] = sd_hyb_inv_col(h.Y + pl * h.F, h.Hs, h.Wh, (uint32_t)u, q, h.in.twH);
+}
+
+__global__ void k_hyb_inv_row(const __grid_constant__ HybArgs h) {
+    const int64_t per = (int64_t)h.Hs * h.Ws, n = (int64_t)h.ns * h.no * per;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t pl0 = i / per, e = i - pl0 * per;
+    const int32_t ol = (int32_t)(pl0 % h.no), sl = (int32_t)(pl0 / h.no);
+    if (!hyb_wants(h, sl)) return;
+    const int64_t pl = (int64_t)sl * h.ot + ol;
+    const int32_t u = (int32_t)(e / h.Ws), v = (int32_t)(e % h.Ws);
+    h.sp[pl * per + e] = sd_hyb_inv_row(h.A + pl * h.F + (int64_t)u * h.Wh, h.Ws, h.Wh, (uint32_t)v, h.in.twW, h.fft_scale);
+}
+
+__global__ void k_hyb_fwd_row(const __grid_constant__ HybArgs h) {
+    const int64_t per = (int64_t)h.oHs * h.oWh, n = (int64_t)h.ns * h.no * per;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t pl0 = i / per, e = i - pl0 * per;
+    const int32_t ol = (int32_t)(pl0 % h.no), sl = (int32_t)(pl0 / h.no);
+    if (!hyb_wants(h, sl)) return;
+    const int64_t pl = (int64_t)sl * h.ot + ol;
+    const int32_t u2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e % h.oWh);
+    h.Y[pl * h.F + e] = sd_hyb_fwd_row(h.sp + pl * h.Hs * h.Ws, h.Hs, h.Ws, h.pool, h.oWs, u2, (uint32_t)q2, h.twW2);
+}
+
+__global__ void k_hyb_fwd_col(const __grid_constant__ HybArgs h) {
+    const int64_t per = (int64_t)h.oF, n = (int64_t)h.ns * h.no * per;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t pl0 = i / per, e = i - pl0 * per;
+    const int32_t ol = (int32_t)(pl0 % h.no), sl = (int32_t)(pl0 / h.no);
+    if (!hyb_wants(h, sl)) return;
+    const int64_t pl = (int64_t)sl * h.ot + ol;
+    const int32_t p2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e % h.oWh);
+    h.A[pl * h.oF + e] = sd_hyb_fwd_col(h.Y + pl * h.F, h.oHs, h.oWh, (uint32_t)p2, q2, h.twH2, h.out_scale);
+}
+
+inline unsigned grid_of(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+/* The chunk preparation of the hybrid pipeline: enqueues the kernels above for one chunk. */
+struct DevHybPrep {
+    HybArgs base;
+    cudaStream_t st;
+
+    cudaError_t operator()(int mode, const sd_tile_range& r) const {
+        HybArgs h = base;
+        h.mode = mode;
+        h.s0 = r.s0;
+        h.ns = r.ns;
+        h.o0 = r.og0 * sd_conv_producer::OT;
+        h.no = (h.a.Cout - h.o0) < h.ot ? (h.a.Cout - h.o0) : h.ot;
+        const int32_t kk = h.k * h.k, M = kk * h.no, N = h.ns * 2 * SD_BLOCK_F;
+        k_hyb_wt<<<grid_of((int64_t)M * h.C, 256), 256, 0, st>>>(h);
+        const int32_t NBin = sd_num_blocks(h.F);
+        for (int32_t b = 0; b < NBin; ++b) {
+            h.b = b;
+            k_hyb_xt<<<grid_of((int64_t)h.C * h.sb * SD_BLOCK_F, 256), 256, 0, st>>>(h);
+            const dim3 g((unsigned)((N + kGT - 1) / kGT), (unsigned)((M + kGT - 1) / kGT));
+            if (h.split)
+                k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
+            else
+                k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
+            k_hyb_combine<<<grid_of((int64_t)h.ns * h.no * SD_BLOCK_F, 128), 128, 0, st>>>(h);
+        }
+        const int64_t planes = (int64_t)h.ns * h.no;
+        k_hyb_inv_col<<<grid_of(planes * h.F, 128), 128, 0, st>>>(h);
+        k_hyb_inv_row<<<grid_of(planes * h.Hs * h.Ws, 128), 128, 0, st>>>(h);
+        k_hyb_fwd_row<<<grid_of(planes * h.oHs * h.oWh, 128), 128, 0, st>>>(h);
+        k_hyb_fwd_col<<<grid_of(planes * h.oF, 128), 128, 0, st>>>(h);
+        return cudaGetLastError();
+    }
+};
+
 }  // namespace
 
 extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, int32_t batch, const void* x,
@@ -73,6 +367,55 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
                                                                                    prod.twH, P.fft_scale);
         e = cudaGetLastError();
         if (e != cudaSuccess) return sd::cuda_fail("SpecConv", e);
+    }
+    if (P.hyb) {
+        unsigned char* base = sd::ws_base(workspace);
+        const sd_cf* twH2 = prod.twH;
+        const sd_cf* twW2 = prod.twW;
+        if (P.pool != SD_POOL_NONE) {
+            twH2 = (const sd_cf*)(base + P.tw_h2);
+            twW2 = (const sd_cf*)(base + P.tw_w2);
+            e = sd_launch_twiddle(const_cast<sd_cf*>(twH2), P.oHs, cs);
+            if (e == cudaSuccess) e = sd_launch_twiddle(const_cast<sd_cf*>(twW2), P.oWs, cs);
+            if (e != cudaSuccess) return sd::cuda_fail("SpecConv", e);
+        }
+        HybArgs h{};
+        h.in = prod;
+        h.a = pipe;
+        h.sb = P.hyb_sb;
+        h.ot = P.hyb_ot;
+        h.k = P.k;
+        h.centre = P.centre;
+        h.split = P.gemm_split;
+        h.pool = P.pool;
+        h.C = P.C;
+        h.F = P.F;
+        h.Hs = P.Hs;
+        h.Ws = P.Ws;
+        h.Wh = P.Wh;
+        h.oHs = P.oHs;
+        h.oWs = P.oWs;
+        h.oWh = P.oWh;
+        h.oF = P.oF;
+        h.ldg = (int64_t)P.hyb_sb * 2 * SD_BLOCK_F;
+        h.bias_scale = P.bias_scale;
+        h.fft_scale = P.fft_scale;
+        h.out_scale = P.out_scale;
+        h.w = w;
+        h.bias = P.has_bias ? b : nullptr;
+        h.Wt = base + P.h_wt;
+        h.Xt = base + P.h_xt;
+        h.G = (float*)(base + P.h_g);
+        h.Y = (sd_cf*)(base + P.h_y);
+        h.A = (sd_cf*)(base + P.h_a);
+        h.sp = (float*)(base + P.h_sp);
+        h.twH2 = twH2;
+        h.twW2 = twW2;
+        const sd_hyb_producer hp = sd_hyb_setup(P, workspace, prod);
+        e = sd_launch_pipeline_chunked(hp, pipe, P.hyb_sb, (P.hyb_ot + sd_conv_producer::OT - 1) / sd_conv_producer::OT,
+                                       DevHybPrep{h, cs}, cs);
+        if (e != cudaSuccess) return sd::cuda_fail("SpecConv", e);
+        return SD_OK;
     }
     e = sd_launch_pipeline(prod, pipe, cs);
     if (e != cudaSuccess) return sd::cuda_fail("SpecConv", e);

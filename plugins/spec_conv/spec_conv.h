@@ -1,5 +1,6 @@
 /*
  * SpecConv per-element math (docs/ops.md), shared by spec_conv.cu and spec_conv_host.cpp.
+ * activation none/tanh (the paper block) below; relu (the hybrid block, DESIGN §2b) further down.
  *   Y[o, f] = sum_c X[c, f] * K[o, c, f] (+ b[o] * sqrt(Hs*Ws) at f = 0)
  *   K[o, c, (p, q)] = sum_{u,v < k} w[o, c, u, v] e^{-2 pi i (p u / Hs + q v / Ws)}   (on the fly)
  *   X = rfft2(x zero-padded to Hs x Ws, norm="ortho") (spatial input: built in the workspace by a
@@ -192,6 +193,177 @@ struct sd_conv_producer {
         if (in_domain != SD_DOMAIN_SPECTRAL) return 0u;
         return sd_hdr_overflowed(xin + (int64_t)s * lin.S) != 0u ? 1u : 0u;
     }
+
+    /* Header flags bit 0 (part tid of nthreads): the packed input's flag or a non-finite value in it;
+     * for a spatial input, a non-finite value among the sample's C*H*W values. */
+    SD_HD inline uint32_t in_flags_part(int32_t s, int32_t tid, int32_t nthreads) const {
+        if (in_domain == SD_DOMAIN_SPECTRAL) return sd_row_nonfinite_part(xin + (int64_t)s * lin.S, lin, tid, nthreads);
+        const int64_t n = (int64_t)C * H * W, base = (int64_t)s * n;
+        uint32_t any = 0u;
+        if (x_type == SD_FLOAT16) {
+            const uint16_t* xh = (const uint16_t*)xs + base;
+            for (int64_t i = tid; i < n; i += nthreads) any |= ((xh[i] & 0x7c00u) == 0x7c00u) ? 1u : 0u;
+        } else {
+            const float* xf = (const float*)xs + base;
+            for (int64_t i = tid; i < n; i += nthreads) any |= ((sd_f2u(xf[i]) & 0x7f800000u) == 0x7f800000u) ? 1u : 0u;
+        }
+        return any;
+    }
+};
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The hybrid block (activation RELU, DESIGN §2b), per chunk of samples x output channels:          */
+/*   G[(o, tap), (s, f)] = sum_c w[o, c, tap] X[c, (s, f)]     one real GEMM per block of 128 f     */
+/*   Y[o, f] = sum_u T_H(p, u) sum_v T_W(q, v) G[(o, (u, v)), f]  (+ bias on DC)                     */
+/*   y = relu(irfft2(Y)), pooled, Z = rfft2(pooled): direct DFTs over twiddle tables                 */
+/* GEMM operands are fp32 (the GPU runs fp16 values' GEMMs on tensor cores as hi + lo fp16 pairs); */
+/* everything after the GEMM is the same SD_HD code on host and device.                             */
+
+/* GEMM operand storage. fp32 (split = 0; the host, and the GPU for fp32 values), or a split pair of
+ * fp16 matrices (split = 1; the GPU's tensor cores for fp16 values): hi = fp16(v) at half index i,
+ * lo = fp16(v - hi) at half index n + i (n = elements of the matrix); hi*hi + hi*lo + lo*hi keeps
+ * about 22 bits of each product, so the GPU differs from the host's fp32 only by summation order. */
+SD_HD inline void sd_gemm_store(void* buf, int64_t i, int64_t n, int32_t split, float v) {
+    if (split) {
+        const uint16_t hi = sd_f32_to_f16(v);
+        ((uint16_t*)buf)[i] = hi;
+        ((uint16_t*)buf)[n + i] = sd_f32_to_f16(sd_fadd(v, -sd_f16_to_f32(hi)));
+    } else {
+        ((float*)buf)[i] = v;
+    }
+}
+
+/* (a * b) mod n for a, b < 2^31 */
+SD_HD inline uint32_t sd_mulmod(uint32_t a, uint32_t b, uint32_t n) { return (uint32_t)(((uint64_t)a * b) % n); }
+
+/* Y at (p, q) from the GEMM rows of one output channel: g(tap) = (G[row0 + tap][col], G[..][col + 1]).
+ * T_H(p, u) = e^{-2 pi i p (u - centre) / Hs}, T_W likewise (centre k//2: the centred kernel of a
+ * spectral input; 0: the zero-padded full convolution of a spatial one). */
+SD_HD inline sd_cf sd_hyb_combine(const float* G, int64_t ldg, int64_t row0, int64_t col, uint32_t p, uint32_t q,
+                                  uint32_t Hs, uint32_t Ws, int32_t k, int32_t centre, const sd_cf* twH,
+                                  const sd_cf* twW) {
+    const uint32_t iu0 = (Hs - sd_mulmod(p, (uint32_t)centre, Hs)) % Hs;
+    const uint32_t iv0 = (Ws - sd_mulmod(q, (uint32_t)centre, Ws)) % Ws;
+    sd_cf K = sd_cf_zero();
+    uint32_t iu = iu0;
+    for (int32_t u = 0; u < k; ++u) {
+        sd_cf r = sd_cf_zero();
+        uint32_t iv = iv0;
+        const float* g = G + (row0 + (int64_t)u * k) * ldg + col;
+        for (int32_t v = 0; v < k; ++v) {
+            r = sd_cmac(r, sd_cf_make(g[0], g[1]), twW[iv]);
+            g += ldg;
+            iv += q;
+            if (iv >= Ws) iv -= Ws;
+        }
+        K = sd_cmac(K, r, twH[iu]);
+        iu += p;
+        if (iu >= Hs) iu -= Hs;
+    }
+    return K;
+}
+
+/* Inverse DFT along p: A[u, q] = sum_p Y[p, q] e^{+2 pi i p u / Hs} (Y, A: one plane [Hs][Wh]). */
+SD_HD inline sd_cf sd_hyb_inv_col(const sd_cf* Y, int32_t Hs, int32_t Wh, uint32_t u, int32_t q, const sd_cf* twH) {
+    sd_cf acc = sd_cf_zero();
+    uint32_t ip = 0;
+    for (int32_t p = 0; p < Hs; ++p) {
+        acc = sd_cmac_conj(acc, Y[(int64_t)p * Wh + q], twH[ip]);
+        ip += u;
+        if (ip >= (uint32_t)Hs) ip -= (uint32_t)Hs;
+    }
+    return acc;
+}
+
+/* Inverse real DFT along q and ReLU: y[u, v] = max(0, scale * sum_q w_q Re(A[u, q] e^{+2 pi i q v / Ws})),
+ * w_q = 1 for q = 0 and the Nyquist column (even Ws), else 2 (numpy/torch irfft: the imaginary parts
+ * of those two columns are ignored). A: one row of Wh values. */
+SD_HD inline float sd_hyb_inv_row(const sd_cf* A, int32_t Ws, int32_t Wh, uint32_t v, const sd_cf* twW, float scale) {
+    float acc = 0.0f;
+    uint32_t iq = 0;
+    for (int32_t q = 0; q < Wh; ++q) {
+        const sd_cf a = A[q];
+        const sd_cf t = twW[iq];
+        const float term = sd_fma(a.re, t.re, sd_fmul(a.im, t.im));
+        const float wq = (q == 0 || 2 * q == Ws) ? 1.0f : 2.0f;
+        acc = sd_fma(wq, term, acc);
+        iq += v;
+        if (iq >= (uint32_t)Ws) iq -= (uint32_t)Ws;
+    }
+    const float y = sd_fmul(acc, scale);
+    return (y > 0.0f || y != y) ? y : 0.0f; /* ReLU; NaN passes (as numpy/torch), so the flag sees it */
+}
+
+/* The pooled map at (u2, v2): 2x2 window, stride 2, ceil mode, over the pixels that exist. */
+SD_HD inline float sd_hyb_pooled(const float* sp, int32_t Hs, int32_t Ws, int32_t pool, int32_t u2, int32_t v2) {
+    if (pool == SD_POOL_NONE) return sp[(int64_t)u2 * Ws + v2];
+    const int32_t u = 2 * u2, v = 2 * v2;
+    const bool u1 = u + 1 < Hs, v1 = v + 1 < Ws;
+    const float* r0 = sp + (int64_t)u * Ws + v;
+    float x = r0[0];
+    if (pool == SD_POOL_MAX2) { /* a NaN in the window wins (torch's max pool), so the flag sees it */
+        if (v1 && x == x && (r0[1] > x || r0[1] != r0[1])) x = r0[1];
+        if (u1 && x == x && (r0[Ws] > x || r0[Ws] != r0[Ws])) x = r0[Ws];
+        if (u1 && v1 && x == x && (r0[Ws + 1] > x || r0[Ws + 1] != r0[Ws + 1])) x = r0[Ws + 1];
+        return x;
+    }
+    float n = 1.0f;
+    if (v1) {
+        x = sd_fadd(x, r0[1]);
+        n = sd_fadd(n, 1.0f);
+    }
+    if (u1) {
+        x = sd_fadd(x, r0[Ws]);
+        n = sd_fadd(n, 1.0f);
+    }
+    if (u1 && v1) {
+        x = sd_fadd(x, r0[Ws + 1]);
+        n = sd_fadd(n, 1.0f);
+    }
+    return sd_fmul(x, n == 4.0f ? 0.25f : n == 2.0f ? 0.5f : 1.0f); /* 1/n is exact: n in {1, 2, 4} */
+}
+
+/* Forward DFT along v of the pooled map: B[u2, q2] = sum_v2 pooled(u2, v2) e^{-2 pi i q2 v2 / oWs}. */
+SD_HD inline sd_cf sd_hyb_fwd_row(const float* sp, int32_t Hs, int32_t Ws, int32_t pool, int32_t oWs, int32_t u2,
+                                  uint32_t q2, const sd_cf* twW2) {
+    sd_cf acc = sd_cf_zero();
+    uint32_t iv = 0;
+    for (int32_t v2 = 0; v2 < oWs; ++v2) {
+        acc = sd_rmac(acc, sd_hyb_pooled(sp, Hs, Ws, pool, u2, v2), twW2[iv]);
+        iv += q2;
+        if (iv >= (uint32_t)oWs) iv -= (uint32_t)oWs;
+    }
+    return acc;
+}
+
+/* Forward DFT along u2: Z[p2, q2] = scale * sum_u2 B[u2, q2] e^{-2 pi i p2 u2 / oHs} (B: plane [oHs][oWh]). */
+SD_HD inline sd_cf sd_hyb_fwd_col(const sd_cf* Bq, int32_t oHs, int32_t oWh, uint32_t p2, int32_t q2,
+                                  const sd_cf* twH2, float scale) {
+    return sd_dft_col(Bq + q2, oWh, oHs, (uint32_t)oHs, p2, twH2, scale);
+}
+
+/* The pipeline's producer of the hybrid block: the chunk's Z buffer, written by the chunk preparation
+ * (spec_conv_host.cpp / spec_conv.cu) before the chunk's tiles. Chunks start at multiples of sb
+ * samples and ot channels, so (s % sb, o % ot) index the buffer. */
+struct sd_hyb_producer {
+    static constexpr int OT = 8;
+    sd_conv_producer in; /* input access, flags */
+    const sd_cf* Z;      /* [sb][ot][oF] */
+    int32_t sb, ot, oF;
+
+    SD_HD inline void eval(int32_t s, int32_t f, int32_t o0, int32_t no, sd_cf* v, bool* cand) const {
+        const sd_cf* z = Z + ((int64_t)(s % sb) * ot) * oF + f;
+        SD_UNROLL
+        for (int j = 0; j < OT; ++j) {
+            cand[j] = j < no;
+            v[j] = j < no ? z[(int64_t)((o0 + j) % ot) * oF] : sd_cf_zero();
+        }
+    }
+    SD_HD inline sd_cf finalize(sd_cf v) const { return v; }
+    SD_HD inline uint32_t in_overflowed(int32_t s) const { return in.in_overflowed(s); }
+    SD_HD inline uint32_t in_flags_part(int32_t s, int32_t tid, int32_t nthreads) const {
+        return in.in_flags_part(s, tid, nthreads);
+    }
 };
 
 /* Host-side setup shared by both launchers: the producer and the pipeline over the workspace. */
@@ -224,6 +396,17 @@ inline void sd_conv_setup(const sd::ConvPlan& P, const void* x, const float* w, 
     pr.twW = (const sd_cf*)(base + P.tw_w);
     *prod = pr;
     *pipe = sd::make_pipe(P.pipe, base, P.B, P.out, y, 1, P.beta);
+}
+
+/* The hybrid producer over the same workspace (P.hyb). */
+inline sd_hyb_producer sd_hyb_setup(const sd::ConvPlan& P, void* workspace, const sd_conv_producer& in) {
+    sd_hyb_producer h;
+    h.in = in;
+    h.Z = (const sd_cf*)(sd::ws_base(workspace) + P.h_a);
+    h.sb = P.hyb_sb;
+    h.ot = P.hyb_ot;
+    h.oF = P.oF;
+    return h;
 }
 
 /* The prelude of both launchers (host C++): clears the message, plans into *P, checks the pointers and

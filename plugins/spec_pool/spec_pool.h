@@ -49,6 +49,11 @@ struct sd_pool_producer {
     SD_HD inline uint32_t in_overflowed(int32_t s) const {
         return sd_hdr_overflowed(xin + (int64_t)s * lin.S) != 0u ? 1u : 0u;
     }
+
+    /* header flags bit 0: the input's flag or a non-finite value in it (part tid of nthreads) */
+    SD_HD inline uint32_t in_flags_part(int32_t s, int32_t tid, int32_t nthreads) const {
+        return sd_row_nonfinite_part(xin + (int64_t)s * lin.S, lin, tid, nthreads);
+    }
 };
 
 inline void sd_pool_setup(const sd::PoolPlan& P, const int32_t* x, int32_t* y, void* workspace, sd_pool_producer* prod,

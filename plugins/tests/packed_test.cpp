@@ -196,6 +196,46 @@ static void test_threshold() {
                   (double)thr, want, (double)sd_grid_t(base, want));
         }
     }
+
+    /* the two-level decision (what the pipeline runs) == the one-level rule, on level spreads from
+     * one octave to the whole grid, including exact ties at grid points */
+    for (int trial = 0; trial < 3000; ++trial) {
+        const float beta = trial % 3 == 0 ? 0.0f : (float)rng.uniform() * 2.0f;
+        const float base = sd_grid_base(beta), t1 = sd_grid_t(base, 1);
+        const int n = rng.range(1, 500);
+        const int spread = rng.range(0, 140);
+        std::vector<uint32_t> hist(SD_NLEV, 0), coarse(SD_NOCT, 0), fine(SD_NFINE, 0);
+        std::vector<int> lev(n);
+        uint64_t count0 = 0;
+        for (int i = 0; i < n; ++i) {
+            float x;
+            if (trial % 5 == 0) {
+                const float t = sd_grid_t(base, rng.range(1, SD_NLEV - 1));
+                x = t * t; /* a tie: level is the one below */
+            } else {
+                x = (float)ldexp(rng.uniform() + 0.5, rng.range(-spread, spread / 4)) * base * base;
+            }
+            if (sd_kept_at(x, beta)) ++count0;
+            lev[i] = sd_level(x, base, t1);
+            if (lev[i] > 0) {
+                hist[lev[i]]++;
+                coarse[lev[i] >> 3]++;
+            }
+        }
+        const int32_t cap = rng.range(1, n);
+        float thr1, thr2;
+        uint32_t own1, own2;
+        int32_t oct;
+        sd_decide(hist.data(), count0, cap, base, beta, &thr1, &own1);
+        sd_decide_coarse(coarse.data(), count0, cap, base, beta, &thr2, &own2, &oct);
+        if (own2 && oct >= 0) {
+            for (int i = 0; i < n; ++i)
+                if (lev[i] > 0 && (lev[i] >> 3) == oct) fine[lev[i] & 7]++;
+            sd_decide_fine(coarse.data(), fine.data(), oct, cap, base, &thr2);
+        }
+        CHECK(own1 == own2 && sd_f2u(thr1) == sd_f2u(thr2), "two-level decide: own %u/%u thr %g/%g (oct %d, cap %d)",
+              own1, own2, (double)thr1, (double)thr2, oct, cap);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -105,6 +105,10 @@ struct FieldNames
     {
         spec.emplace_back(name, nvinfer1::PluginFieldType::kCHAR);
     }
+    void optionalChoice(char const* name, std::string& s, int32_t& v, ChoiceParser parse)
+    {
+        choice(name, s, v, parse);
+    }
 };
 
 struct FieldParser
@@ -129,6 +133,14 @@ struct FieldParser
             parse(r, s, v);
         }
     }
+    //! An attribute added after version 1 of the op set: absent keeps the Attrs default (old files stay valid).
+    void optionalChoice(char const* name, std::string& s, int32_t& v, ChoiceParser parse)
+    {
+        if (r.has(name))
+        {
+            choice(name, s, v, parse);
+        }
+    }
 };
 
 struct FieldSerializer
@@ -149,6 +161,10 @@ struct FieldSerializer
     void choice(char const* name, std::string& s, int32_t&, ChoiceParser)
     {
         w.addString(name, s);
+    }
+    void optionalChoice(char const* name, std::string& s, int32_t& v, ChoiceParser parse)
+    {
+        choice(name, s, v, parse);
     }
 };
 
@@ -176,6 +192,10 @@ struct MetadataWriter
     void choice(char const* name, std::string& s, int32_t&, ChoiceParser)
     {
         os << ' ' << name << '=' << s;
+    }
+    void optionalChoice(char const* name, std::string& s, int32_t& v, ChoiceParser parse)
+    {
+        choice(name, s, v, parse);
     }
 };
 
@@ -371,6 +391,9 @@ public:
                 logError(whoAmI() + ": " + err);
                 return -1;
             }
+            // Records the workspace TensorRT will give (the profile's max batch), serialized with the fields
+            // so that enqueue can check the size it really has (mWsDeclared).
+            (void) getWorkspaceSize(in, nbInputs, out, nbOutputs);
             return 0;
         }
         SD_TRT_CATCH(whoAmI() + ": configurePlugin", -1)
@@ -414,6 +437,7 @@ public:
                 logError(whoAmI() + ": " + Derived::kABI + "_workspace_size: " + lastAbiError(st));
                 return 0;
             }
+            mWsDeclared = static_cast<int64_t>(bytes);
             return bytes;
         }
         SD_TRT_CATCH(whoAmI() + ": getWorkspaceSize", 0)
@@ -480,11 +504,26 @@ public:
                 return 0;
             }
             int32_t const b = static_cast<int32_t>(batch);
-            size_t wsBytes{0};
-            sd_status st = Derived::kWorkspaceSize(&mRt, b, &wsBytes);
+            size_t need{0};
+            sd_status st = Derived::kWorkspaceSize(&mRt, b, &need);
+            // The workspace TensorRT gives is what getWorkspaceSize() returned at build time (recorded in
+            // the engine as the field kWsField); check against that, not against the size just computed.
+            // An engine without the field (built by an older plugin library) cannot be checked here.
+            size_t have = need;
+            if (st == SD_OK && mWsDeclared >= 0)
+            {
+                have = static_cast<size_t>(mWsDeclared);
+                if (need > have)
+                {
+                    logError(whoAmI() + ": enqueue: batch " + std::to_string(b) + " needs " + std::to_string(need)
+                        + " workspace bytes but TensorRT gives " + std::to_string(have)
+                        + " (getWorkspaceSize at build time): rebuild the engine with this plugin library");
+                    return -1;
+                }
+            }
             if (st == SD_OK)
             {
-                st = self().forward(mRt, b, inputs, outputs, workspace, wsBytes, stream);
+                st = self().forward(mRt, b, inputs, outputs, workspace, have, stream);
             }
             if (st != SD_OK)
             {
@@ -503,6 +542,10 @@ public:
             mSerial.clear();
             detail::FieldSerializer v{mSerial};
             mAttrs.fields(v);
+            if (mWsDeclared >= 0)
+            {
+                mSerial.addInt64(kWsField, &mWsDeclared);
+            }
             return mSerial.collection();
         }
         SD_TRT_CATCH(whoAmI() + ": getFieldsToSerialize", nullptr)
@@ -611,6 +654,19 @@ protected:
         return true;
     }
 
+public:
+    //! Serialized field with the workspace bytes getWorkspaceSize() returned at build time (not an ONNX attribute).
+    static constexpr char const* kWsField = "sd_workspace_bytes";
+    void setDeclaredWorkspace(int64_t bytes) noexcept
+    {
+        mWsDeclared = bytes;
+    }
+    int64_t declaredWorkspace() const noexcept
+    {
+        return mWsDeclared;
+    }
+
+protected:
     std::string mNode;           //!< ONNX node name (the name createPlugin() got), for messages
     Attrs mAttrs;                //!< the fields (what getFieldsToSerialize() stores)
     std::string mMetadata;       //!< getMetadataString()
@@ -618,6 +674,7 @@ protected:
     Params mRt{};                //!< parameters for enqueue, set by onShapeChange (batch-independent)
     bool mRtReady{false};        //!< mRt is set
     bool mDeviceChecked{false};  //!< sd_check_device() passed for this object
+    mutable int64_t mWsDeclared{-1}; //!< workspace bytes TensorRT gives (getWorkspaceSize at build); -1 unknown
 };
 
 //! The hooks shared by the ops whose only input is one packed int32 map [B, S_in] of the fields' C
@@ -744,7 +801,14 @@ public:
                 logError(r.errors());
                 return nullptr;
             }
+            int64_t wsDeclared{-1};
+            if (r.has(Plugin::kWsField) && (!r.getInt64(Plugin::kWsField, wsDeclared) || wsDeclared < 0))
+            {
+                logError(r.ok() ? who(Plugin::kNAME, node) + ": field " + Plugin::kWsField + " must be >= 0" : r.errors());
+                return nullptr;
+            }
             auto plugin = std::make_unique<Plugin>(node, std::move(a));
+            plugin->setDeclaredWorkspace(wsDeclared);
             typename Plugin::Params p{};
             std::string err;
             if (!plugin->makeParams(Tensors{Stage::kCREATE}, p, err))

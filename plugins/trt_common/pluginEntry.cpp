@@ -17,13 +17,46 @@
 #include "spec_pool/trt/SpecPoolPlugin.h"
 #include "spec_to_spatial/trt/SpecToSpatialPlugin.h"
 
+namespace
+{
+//! The TensorRT that loaded this library has the major version of the headers it was built with; else
+//! logs why (to stderr: the finder of another major cannot be called) once per entry point and call.
+bool runtimeCompatible(char const* entry) noexcept
+{
+    try
+    {
+        std::string why;
+        if (specdeploy::trt::trtRuntimeCompatible(specdeploy::trt::runtimeInferLibVersion(), why))
+        {
+            return true;
+        }
+        std::fprintf(stderr, "[specdeploy_trt] ERROR: %s: %s\n", entry, why.c_str());
+    }
+    catch (...)
+    {
+        std::fprintf(stderr, "[specdeploy_trt] ERROR: %s: TensorRT version check failed\n", entry);
+    }
+    return false;
+}
+} // namespace
+
 extern "C" SD_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
 {
+    // A finder of another TensorRT major has another vtable layout: never keep (and so never call) it.
+    if (!runtimeCompatible("setLoggerFinder"))
+    {
+        return;
+    }
     specdeploy::trt::setLoggerFinder(finder);
 }
 
 extern "C" SD_TRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
+    if (!runtimeCompatible("getCreators"))
+    {
+        nbCreators = 0;
+        return nullptr;
+    }
     // The kernel library is a separate .so (found next to this one): one from another build may lay
     // out its parameters or size its workspace differently, so offer no plugin rather than run it.
     int32_t const abi = sd_abi_version();

@@ -1,5 +1,7 @@
 #include "trtCommon.h"
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -225,6 +227,28 @@ bool FieldReader::getInts(char const* name, std::vector<int32_t>& out)
     return true;
 }
 
+bool FieldReader::getInt64(char const* name, int64_t& out)
+{
+    nvinfer1::PluginField const* f = findOne(name, "integer");
+    return f != nullptr && toInt64(*f, 0, out, name);
+}
+
+bool FieldReader::has(char const* name) const noexcept
+{
+    if (mFc == nullptr || mFc->fields == nullptr || name == nullptr)
+    {
+        return false;
+    }
+    for (int32_t i = 0; i < mFc->nbFields; ++i)
+    {
+        if (mFc->fields[i].name != nullptr && std::strcmp(mFc->fields[i].name, name) == 0)
+        {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool FieldReader::getFloat(char const* name, float& out)
 {
     nvinfer1::PluginField const* f = findOne(name, "float");
@@ -297,6 +321,11 @@ void FieldWriter::addInts(char const* name, std::vector<int32_t> const& values)
     mFields.emplace_back(name, values.data(), nvinfer1::PluginFieldType::kINT32, static_cast<int32_t>(values.size()));
 }
 
+void FieldWriter::addInt64(char const* name, int64_t const* value)
+{
+    mFields.emplace_back(name, value, nvinfer1::PluginFieldType::kINT64, 1);
+}
+
 nvinfer1::PluginFieldCollection const* FieldWriter::collection()
 {
     mFc.nbFields = static_cast<int32_t>(mFields.size());
@@ -361,7 +390,49 @@ bool parseDomain(FieldReader& r, std::string const& s, int32_t& out)
 
 bool parseActivation(FieldReader& r, std::string const& s, int32_t& out)
 {
-    return parseChoice(r, "activation", s, {{"tanh", SD_ACT_TANH}, {"none", SD_ACT_NONE}}, out);
+    return parseChoice(r, "activation", s, {{"tanh", SD_ACT_TANH}, {"none", SD_ACT_NONE}, {"relu", SD_ACT_RELU}}, out);
+}
+
+bool parsePool(FieldReader& r, std::string const& s, int32_t& out)
+{
+    return parseChoice(r, "pool", s, {{"none", SD_POOL_NONE}, {"max2", SD_POOL_MAX2}, {"avg2", SD_POOL_AVG2}}, out);
+}
+
+char const* poolName(int32_t v) noexcept
+{
+    return v == SD_POOL_MAX2 ? "max2" : v == SD_POOL_AVG2 ? "avg2" : "none";
+}
+
+int32_t runtimeInferLibVersion() noexcept
+{
+    using Fn = int32_t (*)();
+    void* sym = dlsym(RTLD_DEFAULT, "getInferLibVersion");
+    if (sym == nullptr)
+    {
+        return -1;
+    }
+    Fn fn{nullptr};
+    static_assert(sizeof(fn) == sizeof(sym), "function and object pointers differ in size");
+    std::memcpy(&fn, &sym, sizeof(fn));
+    return fn();
+}
+
+int32_t inferLibMajor(int32_t libVersion) noexcept
+{
+    return libVersion >= 100000 ? libVersion / 10000 : libVersion / 1000;
+}
+
+bool trtRuntimeCompatible(int32_t libVersion, std::string& why)
+{
+    if (libVersion < 0 || inferLibMajor(libVersion) == NV_TENSORRT_MAJOR)
+    {
+        return true;
+    }
+    why = "libspecdeploy_trt was built against TensorRT " + std::to_string(NV_TENSORRT_MAJOR)
+        + ".x headers but is loaded by TensorRT " + std::to_string(inferLibMajor(libVersion)) + " (getInferLibVersion() = "
+        + std::to_string(libVersion) + "); their plugin interfaces differ (ILoggerFinder's vtable), so it offers no "
+          "plugin: rebuild it against this TensorRT's headers (SPECDEPLOY_BUILD_TRT, TensorRT_ROOT)";
+    return false;
 }
 
 char const* valueDtypeName(int32_t v) noexcept
@@ -376,7 +447,7 @@ char const* domainName(int32_t v) noexcept
 
 char const* activationName(int32_t v) noexcept
 {
-    return v == SD_ACT_TANH ? "tanh" : "none";
+    return v == SD_ACT_TANH ? "tanh" : v == SD_ACT_RELU ? "relu" : "none";
 }
 
 int32_t numCoeffs(int32_t Hs, int32_t Ws) noexcept

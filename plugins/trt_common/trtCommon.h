@@ -56,6 +56,10 @@ public:
     bool getFloat(char const* name, float& out);
     bool getString(char const* name, std::string& out);
     bool getInts(char const* name, std::vector<int32_t>& out);
+    //! One integer field of any integer type, as int64 (the recorded workspace size).
+    bool getInt64(char const* name, int64_t& out);
+    //! Whether a field of that name is present (optional fields); records nothing.
+    bool has(char const* name) const noexcept;
 
     bool ok() const noexcept
     {
@@ -87,6 +91,7 @@ public:
     void addFloat(char const* name, float const* value);
     void addString(char const* name, std::string const& value); //!< kCHAR, length includes the NUL
     void addInts(char const* name, std::vector<int32_t> const& values);
+    void addInt64(char const* name, int64_t const* value);
     nvinfer1::PluginFieldCollection const* collection();
 
 private:
@@ -103,9 +108,25 @@ nvinfer1::PluginFieldCollection const* makeFieldNames(
 bool parseValueDtype(FieldReader& r, std::string const& s, int32_t& out);
 bool parseDomain(FieldReader& r, std::string const& s, int32_t& out);
 bool parseActivation(FieldReader& r, std::string const& s, int32_t& out);
+bool parsePool(FieldReader& r, std::string const& s, int32_t& out);
 char const* valueDtypeName(int32_t v) noexcept;
 char const* domainName(int32_t v) noexcept;
 char const* activationName(int32_t v) noexcept;
+char const* poolName(int32_t v) noexcept;
+
+//! TensorRT's getInferLibVersion() of the running process (found with dlsym, the plugin library does not
+//! link libnvinfer), or -1 when there is none (the plugins used outside TensorRT, e.g. the host test).
+int32_t runtimeInferLibVersion() noexcept;
+
+//! The major version in a getInferLibVersion() value: MAJOR*10000 + MINOR*100 + PATCH since TensorRT 10,
+//! MAJOR*1000 + MINOR*100 + PATCH before.
+int32_t inferLibMajor(int32_t libVersion) noexcept;
+
+//! Whether TensorRT `libVersion` (getInferLibVersion(); < 0: unknown, accepted) can load this library, built
+//! against NV_TENSORRT_MAJOR: only the same major. ILoggerFinder became an IVersionedInterface in 11.x, so a
+//! library built on 10.x headers would call the wrong vtable slot of 11.x's finder (and the other way round).
+//! False + why otherwise.
+bool trtRuntimeCompatible(int32_t libVersion, std::string& why);
 
 //! F = Hs * (Ws // 2 + 1) (0 if Hs or Ws < 1 or the product does not fit int32).
 int32_t numCoeffs(int32_t Hs, int32_t Ws) noexcept;

@@ -1,7 +1,7 @@
 /*
  * TensorRT version differences that the specdeploy plugins care about, in one place.
  *
- * Checked against the public headers of TensorRT 10.3 (JetPack 6), 10.13 and 11.0 / 11.1
+ * Checked against the public headers of TensorRT 10.3 (JetPack 6.1+; 6.0 has 8.6), 10.13 and 11.0 / 11.1
  * (plugins/tools/check_trt_headers.sh). What differs between them, for this code:
  *  - 10.3 declares IPluginV3, IPluginCapability, PluginField(Collection), TensorRTPhase in
  *    NvInferRuntime.h / NvInferRuntimePlugin.h; 10.4+ moved them to NvInferPluginBase.h, which
@@ -28,7 +28,7 @@
 #define SD_TRT_AT_LEAST(major, minor) (SD_TRT_VERSION >= SD_TRT_VERSION_CODE(major, minor))
 
 #if !SD_TRT_AT_LEAST(10, 0)
-#error "specdeploy TensorRT plugins need TensorRT >= 10.0 (IPluginV3); JetPack 6 ships 10.3"
+#error "specdeploy TensorRT plugins need TensorRT >= 10.0 (IPluginV3): JetPack 6.1 and later ship 10.3; JetPack 6.0 ships 8.6 (upgrade to JetPack 6.1+)"
 #endif
 
 /* Export of the library entry points. Not TENSORRTAPI: since TensorRT 10.x that macro expands to

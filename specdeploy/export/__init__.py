@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from specdeploy import packed, zoo
+from specdeploy import outputs, packed, zoo
 from specdeploy.metadata import META_CALIBRATION, META_DATA
 from specdeploy.recipes import CALIBRATION_MARGIN
 from specdeploy.export import schemas
@@ -81,6 +81,19 @@ def capacities_from(stats: dict[str, dict[str, Any]], margin: float) -> dict[str
     return {n: int(min(s["dense"], max(1, math.ceil(s["max"] * margin)))) for n, s in stats.items()}
 
 
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """ExportError naming the first parameter or buffer holding NaN or Inf (e.g. after ``--lr nan``).
+
+    A non-finite weight would export as a model that answers garbage (or, through the threshold,
+    plausible-looking logits), and calibration would count NaN coefficients as kept.
+    """
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ExportError(f"tensor '{name}' has {bad} non-finite value(s) (NaN/Inf) of {t.numel()}: "
+                              "the model cannot be exported (was it trained with a non-finite learning rate?)")
+
+
 def export_model(
     model: zoo.ZooModel,
     out_path: str | Path,
@@ -96,6 +109,7 @@ def export_model(
     """Export an in-memory zoo model; ``calib_images`` are normalized float32 NCHW samples."""
     if beta is not None and (not math.isfinite(beta) or beta < 0):
         raise ExportError(f"beta must be a finite number >= 0, got {beta}")
+    check_finite_weights(model)
     prepared = prepare(model)
     if beta is not None:
         for _, m in prepared.named_modules():
@@ -116,8 +130,8 @@ def export_model(
     schemas.register()
     onnx.checker.check_model(onnx_model, full_check=True)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx_model, str(out))
+    with outputs.atomic_path(out) as tmp:
+        onnx.save(onnx_model, str(tmp))
     if not caps:
         caps = {n.name: int(next(a.i for a in n.attribute if a.name == "capacity"))
                 for n in onnx_model.graph.node if any(a.name == "capacity" for a in n.attribute)}
@@ -143,9 +157,14 @@ def export_checkpoint(
     data_dir: str | None = None,
     **kwargs: Any,
 ) -> ExportResult:
-    """Export a checkpoint directory; calibrates on ``calib_data`` (default: its training data set)."""
+    """Export a checkpoint directory; calibrates on ``calib_data`` (default: its training data set).
+
+    ``out_path`` may not be one of the checkpoint's files (OutputError); an existing other file is
+    replaced atomically (the CLI refuses that without --force before calling this).
+    """
     from specdeploy import checkpoint
 
+    outputs.check_output(out_path, [ckpt_dir], force=True, flag="export output")  # never over the checkpoint
     ck = checkpoint.load(ckpt_dir)
     data_name = (ck.meta.get("data") or {}).get("name") or calib_data
     if calib_data is None and ck.config.domain == "spectral":

@@ -54,7 +54,7 @@ __all__ = [
     "spec_concat",
 ]
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 MAX_CONCAT_INPUTS = spec_concat_op.MAX_CONCAT_INPUTS
 _ENV_LIB = {"host": "SPECDEPLOY_HOST_LIB", "cuda": "SPECDEPLOY_KERNELS_LIB"}
 
@@ -78,6 +78,7 @@ class ConvParams(ctypes.Structure):
         ("k", ctypes.c_int32),
         ("beta", ctypes.c_float),
         ("activation", ctypes.c_int32),
+        ("pool", ctypes.c_int32),
         ("capacity", ctypes.c_int32),
         ("value_dtype", ctypes.c_int32),
         ("x_type", ctypes.c_int32),
@@ -144,12 +145,17 @@ def mirrored_values() -> dict[str, int]:
     out.update({
         "SD_MAX_CONCAT_INPUTS": MAX_CONCAT_INPUTS,
         "SD_NLEV": ops_base.HIST_LEVELS,
+        "SD_NOCT": ops_base.HIST_COARSE, "SD_NFINE": ops_base.HIST_FINE, "SD_HIST_WORDS": ops_base.HIST_WORDS,
+        "kHybSamples": spec_conv_op.HYB_SAMPLES, "kHybChannels": spec_conv_op.HYB_CHANNELS,
         "kWsAlign": ops_base.WS_ALIGN,
         "SD_VALUE_FP32": VALUE_DTYPE["fp32"], "SD_VALUE_FP16": VALUE_DTYPE["fp16"],
         "SD_FLOAT32": FLOAT_TYPE["float32"], "SD_FLOAT16": FLOAT_TYPE["float16"],
         "SD_DOMAIN_SPATIAL": spec_conv_op.NATIVE_DOMAIN["spatial"],
         "SD_DOMAIN_SPECTRAL": spec_conv_op.NATIVE_DOMAIN["spectral"],
         "SD_ACT_NONE": spec_conv_op.NATIVE_ACTIVATION["none"], "SD_ACT_TANH": spec_conv_op.NATIVE_ACTIVATION["tanh"],
+        "SD_ACT_RELU": spec_conv_op.NATIVE_ACTIVATION["relu"],
+        "SD_POOL_NONE": spec_conv_op.NATIVE_POOL["none"], "SD_POOL_MAX2": spec_conv_op.NATIVE_POOL["max2"],
+        "SD_POOL_AVG2": spec_conv_op.NATIVE_POOL["avg2"],
         "SD_SPECTRUM_AUTO": spec_conv_op.INPUT_SPECTRUM["auto"],
         "SD_SPECTRUM_DENSE": spec_conv_op.INPUT_SPECTRUM["dense"],
         "SD_SPECTRUM_STREAMED": spec_conv_op.INPUT_SPECTRUM["streamed"],
@@ -385,8 +391,8 @@ class Library:
 
     def spec_conv(
         self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int,
-        k: int, beta: float, activation: str, capacity: int, value_dtype: str, pool: str = "none",
-        input_spectrum: str = "auto",
+        k: int, beta: float, activation: str, capacity: int, value_dtype: str, input_spectrum: str = "auto",
+        pool: str = "none",
     ) -> np.ndarray:
         op = spec_conv_op.NAME
         self._need_host("spec_conv")
@@ -535,7 +541,8 @@ def spec_conv(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, *, in_domain: str, C: int, Hs: int, Ws: int, k: int,
     beta: float, activation: str, capacity: int, value_dtype: str, pool: str = "none",
 ) -> np.ndarray:
-    """SpecConv on the host library; same signature and result as specdeploy.reference.spec_conv."""
+    """SpecConv on the host library; same signature and result as specdeploy.reference.spec_conv.
+    (``pool`` of the hybrid block: ``load("host").spec_conv(..., pool=...)`` until the reference has it.)"""
     return load("host").spec_conv(
         x, w, b, in_domain=in_domain, C=C, Hs=Hs, Ws=Ws, k=k, beta=beta, activation=activation, capacity=capacity,
         value_dtype=value_dtype, pool=pool,

@@ -412,6 +412,8 @@ class NativeSession(Session):
         self._trk_peak: int | None = None
         self._trk_node: str | None = None
         self._trk_last: int | None = None
+        self._trk_act: int | None = None  # live tensor bytes alone (no workspace), peak over steps and runs
+        self._trk_ws: int | None = None  # the largest op workspace charged at a step
         self._last_batch: int | None = None
         self._last_ws = 0
         self._last_tracker: _Tracker | None = None
@@ -429,6 +431,10 @@ class NativeSession(Session):
         self._trk_last = tr.peak
         if self._trk_peak is None or tr.peak > self._trk_peak:
             self._trk_peak, self._trk_node = tr.peak, tr.peak_node
+        act = max((live for _, live, _ in tr.steps), default=0)
+        ws = max((w for _, _, w in tr.steps), default=0)
+        self._trk_act = act if self._trk_act is None else max(self._trk_act, act)
+        self._trk_ws = ws if self._trk_ws is None else max(self._trk_ws, ws)
         self._last_batch = plan.batch
         self._last_ws = plan.ws_max
 
@@ -459,7 +465,20 @@ class NativeSession(Session):
                 "add nothing) plus the running op's own workspace, peak over steps and runs since load or "
                 "reset_memory(); the planner's definition (DESIGN §5 figure 1) on the tensors that existed"
             ),
+            # issue 14: activations and scratch as separate figures
+            "tracked_activation_peak_bytes": self._trk_act,
+            "tracked_op_workspace_peak_bytes": self._trk_ws,
         })
         out.update(self.dev.memory_fields(self._dev_peak, self._dev_last, self._act_peak))
+        if out.get("device_peak_bytes") is not None and self._trk_peak is not None:
+            # what the allocator held beyond the tensors and op workspaces the executor charged: the
+            # libraries' scratch (cuDNN/cuBLAS workspaces) and the caching allocator's rounding
+            out["library_scratch_peak_bytes"] = max(0, int(out["device_peak_bytes"]) - int(self._trk_peak))
+            out["separate_scope"] = (
+                "tracked_activation_peak_bytes: live tensors alone (the plan's activations); "
+                "tracked_op_workspace_peak_bytes: the largest specdeploy-op workspace (the plan's declared "
+                "workspace); library_scratch_peak_bytes: device_peak_bytes - tracked_peak_bytes (cuDNN/cuBLAS "
+                "scratch and allocator rounding, which the plan does not count)"
+            )
         return out
 

@@ -78,7 +78,13 @@ def capacity(node: str, cap: Any, channels: int, F: int) -> int:
 # HIST_LEVELS and WS_ALIGN against the library's sd_abi_query at load.
 
 WS_ALIGN = 256
-HIST_LEVELS = 600  # SD_NLEV: levels of the overflow grid's per-sample histogram (uint32 each)
+HIST_LEVELS = 600  # SD_NLEV: levels of the overflow grid (threshold.h)
+# The per-sample level histogram is two-level (threshold.h): SD_NOCT = 75 coarse bins (octaves of 8
+# levels) filled by the count pass, SD_NFINE = 8 fine bins of one octave filled by a refine pass for
+# samples that overflowed; SD_HIST_WORDS = 83 uint32 per sample instead of 600.
+HIST_COARSE, HIST_FINE = HIST_LEVELS // 8, 8
+HIST_WORDS = HIST_COARSE + HIST_FINE
+PIPE_WORDS = 5  # per sample: threshold, own, overflow flag, octave, header flags (uint32/float32 each)
 COMPLEX64 = 8
 
 
@@ -92,8 +98,9 @@ def twiddle_workspace(Hs: int, Ws: int) -> int:
 
 
 def pipeline_workspace(batch: int) -> int:
-    """Ops with a packed output: the level histogram, then threshold/owner/flag words per sample."""
-    return align(4 * batch * HIST_LEVELS) + align(12 * batch)
+    """Ops with a packed output: the two-level level histogram, then five words per sample
+    (threshold, owner, overflow flag, octave, header flags)."""
+    return align(4 * batch * HIST_WORDS) + align(4 * PIPE_WORDS * batch)
 
 
 # ------------------------------------------------------------------ reference helpers (numpy)
@@ -107,10 +114,13 @@ def decode(x: np.ndarray, C: int, Hs: int, Ws: int, value_dtype: str, what: str)
         raise packed.PackedFormatError(f"{what}: {e}") from None
 
 
-def inherit(vals: np.ndarray, keep: np.ndarray, cap: int, value_dtype: str, upstream: np.ndarray) -> np.ndarray:
+def inherit(vals: np.ndarray, keep: np.ndarray, cap: int, value_dtype: str, upstream: np.ndarray,
+            upstream_flags: np.ndarray | None = None) -> np.ndarray:
     """Re-pack inherited coefficients: the input mask is the candidate set (beta 0); over capacity
-    the grid (base 2^-10, i >= 1) drops the smallest (docs/format.md)."""
-    return packed.pack(vals, vals, 0.0, cap, value_dtype, upstream_overflowed=upstream, candidates=keep)
+    the grid (base 2^-10, i >= 1) drops the smallest (docs/format.md). ``upstream`` (overflowed) and
+    ``upstream_flags`` (header word 3, NONFINITE) of the inputs stay set (sticky)."""
+    return packed.pack(vals, vals, 0.0, cap, value_dtype, upstream_overflowed=upstream, candidates=keep,
+                       upstream_flags=upstream_flags)
 
 
 # ------------------------------------------------------------------------------------- descriptor

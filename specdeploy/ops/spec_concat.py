@@ -73,7 +73,8 @@ def reference(
     vals = np.concatenate([d.values for d in decs], axis=1)
     keep = np.concatenate([d.keep for d in decs], axis=1)
     upstream = np.logical_or.reduce([d.overflowed for d in decs])
-    return base.inherit(vals, keep, capacity, value_dtype, upstream)
+    flags = np.bitwise_or.reduce([d.flags for d in decs])
+    return base.inherit(vals, keep, capacity, value_dtype, upstream, flags)
 
 
 def _reference(inputs: list[Any], attrs: dict[str, Any]) -> np.ndarray:

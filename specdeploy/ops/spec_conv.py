@@ -34,10 +34,10 @@ ATTRIBUTES = {
 DEFAULTS = {"pool": "none"}
 #: C ABI enum values (specdeploy_c.h: sd_domain, sd_activation, sd_input_spectrum)
 NATIVE_DOMAIN = {"spatial": 0, "spectral": 1}
-NATIVE_ACTIVATION = {"none": 0, "tanh": 1}
-#: HOOK(kernels): the native kernels implement the hybrid block when the kernel engineer's C++ lands;
-#: then "relu" joins NATIVE_ACTIVATION, the pools join NATIVE_POOL (and ConvParams gets the field)
-NATIVE_POOL = {"none": 0}
+NATIVE_ACTIVATION = {"none": 0, "tanh": 1, "relu": 2}
+NATIVE_POOL = {"none": 0, "max2": 1, "avg2": 2}  # sd_pool (activation "relu" only)
+#: the hybrid block's chunk (plan.h kHybSamples, kHybChannels): its dense buffers are sized by it
+HYB_SAMPLES, HYB_CHANNELS = 4, 16
 INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}
 
 
@@ -146,23 +146,39 @@ def streams_input(O: int, H: int, W: int, k: int) -> bool:
     return -(-O // 8) * (H * W + H) <= 8 * O * (k * k + k + 1)
 
 
+def hybrid_workspace(a: dict[str, Any], batch: int, O: int) -> int:
+    """The hybrid block's part of sd_spec_conv_workspace_size (activation "relu", plan.cpp): twiddles of
+    the pooled size, and for a chunk of sb = min(B, 4) samples and ot = min(O, 16) channels the weight
+    tile, the input tile of one packed block, the GEMM result, the spectrum and its inverse stage, and
+    the spatial map (DESIGN §5: bounded by the chunk, never by the whole output)."""
+    Hs, Ws, k, C = int(a["Hs"]), int(a["Ws"]), int(a["k"]), int(a["C"])
+    ws = 0
+    if a.get("pool", "none") != "none":
+        ws += base.twiddle_workspace((Hs + 1) // 2, (Ws + 1) // 2)
+    if batch > 0:
+        sb, ot = min(batch, HYB_SAMPLES), min(int(O), HYB_CHANNELS)
+        e = 4  # GEMM operands: fp32, or a hi + lo pair of fp16 on the GPU's tensor cores
+        kk, F, cols = k * k, packed.num_coeffs(Hs, Ws), sb * 2 * 128
+        ws += (base.align(e * kk * ot * C) + base.align(e * C * cols) + base.align(4 * kk * ot * cols)
+               + 2 * base.align(base.COMPLEX64 * sb * ot * F) + base.align(4 * sb * ot * Hs * Ws))
+    return ws
+
+
 def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
     """sd_spec_conv_workspace_size: pipeline + twiddles, plus the dense input spectrum of a spatial
-    input that is not streamed (``B * C * F * 8`` bytes, the only dense spectral buffer allowed).
-
-    HOOK(kernels): a "relu" node also declares its per-sample tile buffers (DESIGN §5); the kernel
-    engineer ports the library's exact formula here with the C++ (tests/test_native_host.py holds
-    the port equal to sd_spec_conv_workspace_size). Until then the plan counts a "relu" node like
-    the paper block's, which undercounts it.
-    """
+    input that is not streamed (``B * C * F * 8`` bytes, the only dense spectral buffer allowed), plus
+    the hybrid block's chunk buffers (``hybrid_workspace``)."""
     Hs, Ws = int(a["Hs"]), int(a["Ws"])
     ws = base.pipeline_workspace(batch) + base.twiddle_workspace(Hs, Ws)
+    hybrid = a.get("activation") == "relu"
+    if (a.get("in_domain") == "spatial" or hybrid) and O is None:
+        raise ValueError("declared_workspace: a spatial-input or relu SpecConv needs out_channels (O)")
     if a.get("in_domain") == "spatial":
-        if O is None:
-            raise ValueError("declared_workspace: a spatial-input SpecConv needs out_channels (O)")
         k = int(a["k"])
         if not streams_input(int(O), Hs - k + 1, Ws - k + 1, k):
             ws += base.align(base.COMPLEX64 * batch * int(a["C"]) * packed.num_coeffs(Hs, Ws))
+    if hybrid:
+        ws += hybrid_workspace(a, batch, int(O))
     return ws + base.WS_ALIGN
 
 
@@ -232,22 +248,29 @@ def reference(
     )
     upstream = None
     if in_domain == "spatial":
-        X = spatial_spectrum(x, Hs, Ws)
+        with np.errstate(invalid="ignore", over="ignore"):  # a NaN/Inf pixel is flagged below, not warned
+            X = spatial_spectrum(x, Hs, Ws)
+        flags = np.where(packed.nonfinite_samples(x), np.uint32(packed.FLAG_NONFINITE), np.uint32(0))
     else:
         dec = base.decode(x, C, Hs, Ws, value_dtype, "SpecConv input X")
         X = dec.values.astype(np.complex128).reshape(-1, C, Hs, Ws // 2 + 1)
         upstream = dec.overflowed
+        flags = dec.flags | np.where(packed.nonfinite_samples(dec.values), np.uint32(packed.FLAG_NONFINITE),
+                                     np.uint32(0))
     if activation == "relu":
         # thresholded without an activation on the spectrum, like every runtime: in fp32
-        Z = relu_block(X, w, b, in_domain=in_domain, Hs=Hs, Ws=Ws, pool=pool)
-        Z = Z.astype(np.complex64).reshape(Z.shape[0], O, -1)
-        return packed.pack(Z, Z, beta, capacity, value_dtype, upstream_overflowed=upstream)
-    K = kernel_spectrum(w, Hs, Ws)
-    Y = np.einsum("bcpq,ocpq->bopq", X, K)
-    if b is not None:
-        Y[:, :, 0, 0] += np.asarray(b, dtype=np.float64) * math.sqrt(Hs * Ws)
-    Y = Y.astype(np.complex64).reshape(Y.shape[0], O, -1)
-    return packed.pack(Y, _activate(Y, activation), beta, capacity, value_dtype, upstream_overflowed=upstream)
+        with np.errstate(invalid="ignore", over="ignore"):
+            Z = relu_block(X, w, b, in_domain=in_domain, Hs=Hs, Ws=Ws, pool=pool)
+            Z = Z.astype(np.complex64).reshape(Z.shape[0], O, -1)
+        return packed.pack(Z, Z, beta, capacity, value_dtype, upstream_overflowed=upstream, upstream_flags=flags)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf are flagged (header word 3), not warned
+        K = kernel_spectrum(w, Hs, Ws)
+        Y = np.einsum("bcpq,ocpq->bopq", X, K)
+        if b is not None:
+            Y[:, :, 0, 0] += np.asarray(b, dtype=np.float64) * math.sqrt(Hs * Ws)
+        Y = Y.astype(np.complex64).reshape(Y.shape[0], O, -1)
+        values = _activate(Y, activation)
+    return packed.pack(Y, values, beta, capacity, value_dtype, upstream_overflowed=upstream, upstream_flags=flags)
 
 
 def _reference(inputs: list[Any], attrs: dict[str, Any]) -> np.ndarray:
@@ -304,6 +327,8 @@ def native_params(
 
     ``input_spectrum`` (spatial input): "auto" (the library's rule, what the planner assumes),
     "dense" (rfft2 into the workspace) or "streamed" (recomputed per tile, no buffer): same bits.
+    ``pool`` ("none", "max2", "avg2"): the hybrid block's pool (activation "relu" only; the C validation
+    refuses it otherwise, naming 'pool').
     """
     from specdeploy.native import abi
 
@@ -315,7 +340,7 @@ def native_params(
     with np.errstate(over="ignore"):
         p.beta = float(np.float32(beta))  # non-finite values are reported by the C validation
     p.activation = abi.enum(op, "activation", activation, NATIVE_ACTIVATION)
-    abi.enum(op, "pool", pool, NATIVE_POOL)  # HOOK(kernels): p.pool = ... once ConvParams has the field
+    p.pool = abi.enum(op, "pool", pool, NATIVE_POOL)
     p.capacity = abi.i32(op, "capacity", capacity)
     p.value_dtype = abi.enum(op, "value_dtype", value_dtype, abi.VALUE_DTYPE)
     p.x_type = abi.float_type(op, "x dtype", x_dtype) if p.in_domain == 0 else 0

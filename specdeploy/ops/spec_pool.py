@@ -72,7 +72,7 @@ def reference(
     keep = dec.keep.reshape(B, C, Hs, -1)[:, :, rows, :cols]
     vals = vals.reshape(B, C, -1).astype(np.complex64)
     keep = keep.reshape(B, C, -1)
-    return base.inherit(vals, keep, capacity, value_dtype, dec.overflowed)
+    return base.inherit(vals, keep, capacity, value_dtype, dec.overflowed, dec.flags)
 
 
 def _infer_shape(ctx: Any, h: Any) -> None:

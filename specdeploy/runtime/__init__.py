@@ -4,6 +4,7 @@
     sess = runtime.load("lenet5.onnx", "ort")         # or "reference", "cuda", "tensorrt"
     logits = sess.run(x)                              # float32 [B, C, H, W] -> [B, classes]
     sess.last_overflowed                              # bool [B]: some op hit its capacity
+    sess.last_nonfinite                               # bool [B]: NaN/Inf met (run raises unless nonfinite="flag")
     sess.memory()                                     # what this backend can measure, labelled
 
 Backends:
@@ -36,6 +37,7 @@ from specdeploy.runtime.errors import (
     UnsupportedByBackendError,
     InputError,
     ModelError,
+    NonFiniteError,
     OpExecutionError,
     SpecRuntimeError,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "InputError",
     "ModelError",
     "ModelInfo",
+    "NonFiniteError",
     "OpExecutionError",
     "Session",
     "SpecRuntimeError",
@@ -113,13 +116,22 @@ def register_backend(name: str, factory: SessionFactory) -> None:
     BACKENDS[name] = factory
 
 
-def load(model_path: str | Path | Any, backend: str = "reference", **opts: Any) -> Session:
+def load(model_path: str | Path | Any, backend: str = "reference", *, nonfinite: str = "raise",
+         **opts: Any) -> Session:
     """Validate ``model_path`` (an .onnx file, or an ``onnx.ModelProto``) and open it on ``backend``.
 
+    ``nonfinite``: "raise" (default: ``run`` raises NonFiniteError for a batch in which a sample met a
+    NaN/Inf) or "flag" (``run`` returns the logits; ``last_nonfinite`` marks those samples).
     Raises ModelError for a file that cannot be run (naming file, node, attribute), ValueError for an
-    unknown backend, BackendUnavailableError when the backend cannot run on this machine.
+    unknown backend or policy, BackendUnavailableError when the backend cannot run on this machine.
     """
+    from specdeploy.runtime.session import NONFINITE_POLICIES
+
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
     info = read_model(model_path)
-    return BACKENDS[backend](info, **opts)
+    sess = BACKENDS[backend](info, **opts)
+    sess.nonfinite = nonfinite
+    return sess

@@ -23,6 +23,18 @@ class InputError(SpecRuntimeError):
     """An input does not fit the model (rank, channels, size, dtype, or a batch over the declared max)."""
 
 
+class NonFiniteError(InputError):
+    """Some samples met a NaN or Inf (in the input, or arising inside the model): their logits mean nothing.
+
+    ``samples`` are their indices in the batch. Raised by ``Session.run`` unless the session was opened
+    with ``nonfinite="flag"``, which returns the logits and marks the samples in ``last_nonfinite``.
+    """
+
+    def __init__(self, message: str, samples: list[int]) -> None:
+        super().__init__(message)
+        self.samples = samples
+
+
 class BackendUnavailableError(SpecRuntimeError):
     """The backend exists but cannot run here (no GPU, library not built, TensorRT not installed)."""
 

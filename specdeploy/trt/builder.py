@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -256,7 +255,8 @@ def build_engine(
 
     ``fp16``/``workspace_mib``/``max_batch`` override the recipe's values (None: recipe or default:
     fp32, 1024 MiB, batch 1). Returns ``out_path``. Raises EngineBuildError with every parser error
-    (one line per node; "plugin not found for node ..." when the library lacks an op) or TensorRT's
+    (one line per node; "plugin not found for node ..." when the library lacks an op, the plugin's own
+    message when it refused a node's fields) or TensorRT's
     build errors. ``mark_outputs`` makes more tensors engine outputs (the runtime session uses it for
     the packed tensors whose overflow flags it reports).
     """
@@ -265,6 +265,11 @@ def build_engine(
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model {onnx_path} does not exist")
     refuse_unsupported_nodes(onnx_path)
+    from specdeploy import outputs
+    from specdeploy.trt.sidecar import sidecar_path
+
+    for out in (out_path, sidecar_path(out_path)):  # never over an input, before the (long) build
+        outputs.check_output(out, [onnx_path, plugins], force=True, flag="engine output")
     recipe_dict = load_recipe(recipe)
     opts = options_from_recipe(recipe_dict, fp16=fp16, workspace_mib=workspace_mib, max_batch=max_batch)
     if opts.max_batch is None:
@@ -288,7 +293,7 @@ def build_engine(
     ok = parser.parse_from_file(str(onnx_path))
     if not ok:
         errors = compat.parser_errors(parser)
-        detail = compat.format_parser_errors(errors, plugins) or "\n".join(logger.errors) or "no details"
+        detail = compat.format_parser_errors(errors, plugins, logger.errors) or "\n".join(logger.errors) or "no details"
         raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path}:\n{detail}")
 
     if mark_outputs:
@@ -327,10 +332,9 @@ def build_engine(
     data = compat.plan_bytes(plan)
     build_s = time.perf_counter() - t0
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out_path)
+    from specdeploy import outputs
+
+    outputs.write_bytes(out_path, data)
 
     build_info = dataclasses.asdict(opts)
     lo, opt, hi = opts.profile()

@@ -21,6 +21,8 @@ from specdeploy.trt.compat import PLUGINS_ENV
 
 
 def register(subparsers: Any) -> None:
+    from specdeploy.argtypes import positive_int
+
     p = subparsers.add_parser(
         "build", help="build a TensorRT engine from an exported ONNX model (needs TensorRT)",
         description="Parse MODEL.onnx with the specdeploy TensorRT plugins, build an engine, write it and its "
@@ -33,11 +35,13 @@ def register(subparsers: Any) -> None:
                    help="recipe name (export/NAME.toml) or path; its [tensorrt] and [export] tables set the defaults")
     p.add_argument("--fp16", action="store_true", default=None,
                    help="allow fp16 kernels (TensorRT 10; on 11 precision follows the graph)")
-    p.add_argument("--workspace", type=int, default=None, metavar="MiB", help=f"workspace pool limit (default {TRT_WORKSPACE_MIB})")
-    p.add_argument("--max-batch", type=int, default=None, metavar="N",
+    p.add_argument("--workspace", type=positive_int, default=None, metavar="MiB",
+                   help=f"workspace pool limit in MiB (>= 1, default {TRT_WORKSPACE_MIB})")
+    p.add_argument("--max-batch", type=positive_int, default=None, metavar="N",
                    help="largest batch of the optimization profile (dynamic-batch models)")
     p.add_argument("--json", action="store_true", help="print the sidecar as JSON instead of a summary")
     p.add_argument("--verbose", action="store_true", help="print TensorRT's info messages")
+    p.add_argument("--force", action="store_true", help="replace an existing engine and sidecar (never the inputs)")
     p.set_defaults(func=cmd_build)
 
 

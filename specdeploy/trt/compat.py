@@ -1,4 +1,4 @@
-"""The one place for differences between TensorRT Python APIs (10.3 on JetPack 6, 10.x on x86, 11.x).
+"""The one place for differences between TensorRT Python APIs (10.3 on JetPack 6.1+, 10.x on x86, 11.x).
 
 Checked against the bindings' sources (NVIDIA/TensorRT python/src, tags v10.3.0, v10.13.0, v11.1):
 
@@ -225,8 +225,24 @@ def parser_errors(parser: Any) -> list[dict[str, Any]]:
     return out
 
 
-def format_parser_errors(errors: Iterable[dict[str, Any]], plugins: Path | None = None) -> str:
-    """One line per error; a plugin that was not found gets the fix spelled out."""
+#: the ONNX parser's words when no creator matches (onnx-tensorrt's plugin importer) ...
+_NOT_FOUND = ("plugin not found", "no importer registered", "could not find plugin creator")
+#: ... and when a creator exists but its createPlugin returned null (the plugin refused the fields)
+_REFUSED = ("could not create the plugin", "could not create plugin", "createplugin")
+
+
+def _plugin_lines(log_errors: Iterable[str], op: str, node_name: str) -> list[str]:
+    """The plugin's own messages about a node from the TensorRT log ("SpecConv node 'x': ...")."""
+    lines = [m for m in log_errors if node_name and f"'{node_name}'" in m]
+    return lines or [m for m in log_errors if op and m.startswith(op)]
+
+
+def format_parser_errors(errors: Iterable[dict[str, Any]], plugins: Path | None = None,
+                         log_errors: Iterable[str] = ()) -> str:
+    """One line per error. A plugin that was not found gets the fix spelled out (--plugins); a plugin
+    that was found but refused the node's fields gets its own message from the TensorRT log
+    (``log_errors``), because the parser only says "Could not create the plugin."."""
+    log_errors = list(log_errors)
     lines = []
     for e in errors:
         where = f"node {e['node']}" if e.get("node", -1) not in (-1, None) else "graph"
@@ -235,10 +251,15 @@ def format_parser_errors(errors: Iterable[dict[str, Any]], plugins: Path | None 
         if e.get("operator"):
             where += f" ({e['operator']})"
         desc = e.get("desc", "")
-        if "plugin not found" in desc.lower() or (e.get("operator") in SPECDEPLOY_PLUGINS and "plugin" in desc.lower()):
-            op = e.get("operator") or "a specdeploy op"
-            hint = (f"plugin not found for {where}: TensorRT has no creator for {op} version 1 namespace ''; "
-                    f"pass the plugin library with --plugins" + (f" (given: {plugins})" if plugins else ""))
+        low = desc.lower()
+        op = e.get("operator") or ""
+        if any(k in low for k in _REFUSED):
+            own = _plugin_lines(log_errors, op, e.get("node_name", ""))
+            reason = "; ".join(own) if own else "the plugin logged no reason (run with --verbose)"
+            lines.append(f"{where}: the {op or 'specdeploy'} plugin was found but refused this node: {reason} [{desc}]")
+        elif any(k in low for k in _NOT_FOUND):
+            hint = (f"plugin not found for {where}: TensorRT has no creator for {op or 'a specdeploy op'} version 1 "
+                    "namespace ''; pass the plugin library with --plugins" + (f" (given: {plugins})" if plugins else ""))
             lines.append(f"{hint} [{desc}]")
         else:
             lines.append(f"{where}: {desc}")
@@ -274,6 +295,27 @@ def missing_creators(registry: Any) -> list[str]:
     return [name for name, ver in SPECDEPLOY_PLUGINS.items() if find_creator(registry, name, ver, "") is None]
 
 
+def registered_specdeploy_creators(registry: Any) -> set[str] | None:
+    """Names of the specdeploy creators already in the registry, read from its creator list, or None
+    where the binding offers no list we can read.
+
+    Why not ``find_creator``: TensorRT logs an error for every lookup of a creator it does not have,
+    so asking for our four creators before the library is loaded printed up to 8 errors on every
+    first load. Listing the registry (``all_creators``, 10.x/11.x; ``plugin_creator_list``, V1
+    creators only) asks for nothing that may be absent.
+    """
+    for attr in ("all_creators", "plugin_creator_list"):
+        try:
+            creators = getattr(registry, attr, None)
+            if creators is None:
+                continue
+            found = {(str(c.name), str(c.plugin_version), str(c.plugin_namespace)) for c in creators}
+        except Exception:  # noqa: BLE001 - a binding whose list items lack these attributes
+            continue
+        return {name for name, ver in SPECDEPLOY_PLUGINS.items() if (name, ver, "") in found}
+    return None
+
+
 def load_plugin_library(trt: Any, path: Path | str) -> Any:
     """Load libspecdeploy_trt.so into TensorRT's plugin registry (once per process) and check that it
     registered every specdeploy creator. Returns the registry's library handle.
@@ -291,7 +333,7 @@ def load_plugin_library(trt: Any, path: Path | str) -> Any:
     with _loaded_lock:
         if key in _loaded:
             return _loaded[key]
-        if not missing_creators(registry):
+        if registered_specdeploy_creators(registry) == set(SPECDEPLOY_PLUGINS):
             # Creators of these names are registered already (another copy of the library, or a static
             # registration): loading this one too would register duplicates, which TensorRT refuses.
             _loaded[key] = None

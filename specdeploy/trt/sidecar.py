@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -82,11 +81,9 @@ def make_sidecar(
 
 
 def write_sidecar(engine_path: Path | str, data: Mapping[str, Any]) -> Path:
-    out = sidecar_path(engine_path)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, out)
-    return out
+    from specdeploy import outputs
+
+    return outputs.write_text(sidecar_path(engine_path), json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_sidecar(engine_path: Path | str) -> dict[str, Any]:

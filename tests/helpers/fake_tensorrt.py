@@ -46,11 +46,22 @@ class FakeRegistry:
         if not v3_lookup:  # older bindings: get_plugin_creator only
             self.get_creator = None  # type: ignore[assignment]
 
+        self.missed_lookups = 0  # TensorRT logs an error for each lookup of an absent creator
+
+    def _lookup(self, key):
+        c = self.creators.get(key)
+        self.missed_lookups += c is None
+        return c
+
     def get_creator(self, name, version, namespace=""):
-        return self.creators.get((name, version, namespace))
+        return self._lookup((name, version, namespace))
 
     def get_plugin_creator(self, name, version, namespace=""):
-        return self.creators.get((name, version, namespace))
+        return self._lookup((name, version, namespace))
+
+    @property
+    def all_creators(self):
+        return [types.SimpleNamespace(name=n, plugin_version=v, plugin_namespace=ns) for n, v, ns in self.creators]
 
     def load_library(self, path):
         self.loads.append(path)

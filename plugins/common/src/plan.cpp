@@ -27,14 +27,17 @@ struct WsBuilder {
     size_t total() const { return off + kWsAlign; /* slack for aligning an unaligned base */ }
 };
 
-/* The level histogram [B, SD_NLEV], then the per-sample threshold, owner and flag words in one
- * sub-buffer (4-byte types: no padding between them). specdeploy/memory.py ports this layout (the
- * planner's declared workspace) and a CI test holds the two equal. */
+/* The two-level level histogram [B, SD_HIST_WORDS = 83], then the per-sample threshold, owner,
+ * overflow flag, octave and header-flags words in one sub-buffer (4-byte types: no padding between
+ * them). specdeploy's planner ports this layout (the declared workspace) and a CI test holds the two
+ * equal. */
 void plan_pipe_ws(WsBuilder& wb, int32_t B, PipeWs* ws) {
-    ws->hist = wb.take(sizeof(uint32_t) * (size_t)B * SD_NLEV);
-    ws->thr = wb.take(sizeof(uint32_t) * 3 * (size_t)B);
+    ws->hist = wb.take(sizeof(uint32_t) * (size_t)B * SD_HIST_WORDS);
+    ws->thr = wb.take(sizeof(uint32_t) * 5 * (size_t)B);
     ws->own = ws->thr + sizeof(float) * (size_t)B;
     ws->flag = ws->own + sizeof(uint32_t) * (size_t)B;
+    ws->oct = ws->flag + sizeof(uint32_t) * (size_t)B;
+    ws->nf = ws->oct + sizeof(int32_t) * (size_t)B;
 }
 
 /* The DFT twiddle tables of the Hs- and Ws-point transforms (SpecConv, SpecToSpatial). */
@@ -145,9 +148,19 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     if (!(p->beta >= 0.0f) || !isfinite(p->beta))
         return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'beta' = %g is invalid: must be a finite number >= 0", op,
                     (double)p->beta);
-    if (p->activation != SD_ACT_NONE && p->activation != SD_ACT_TANH)
-        return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'activation' = %d is invalid: must be 0 (\"none\") or 1 (\"tanh\")", op,
+    if (p->activation != SD_ACT_NONE && p->activation != SD_ACT_TANH && p->activation != SD_ACT_RELU)
+        return fail(SD_ERR_INVALID_ARGUMENT,
+                    "%s: attribute 'activation' = %d is invalid: must be 0 (\"none\"), 1 (\"tanh\") or 2 (\"relu\")", op,
                     p->activation);
+    if (p->pool != SD_POOL_NONE && p->pool != SD_POOL_MAX2 && p->pool != SD_POOL_AVG2)
+        return fail(SD_ERR_INVALID_ARGUMENT,
+                    "%s: attribute 'pool' = %d is invalid: must be 0 (\"none\"), 1 (\"max2\") or 2 (\"avg2\")", op, p->pool);
+    if (p->pool != SD_POOL_NONE && p->activation != SD_ACT_RELU)
+        return fail(SD_ERR_INVALID_ARGUMENT,
+                    "%s: attribute 'pool' = %d (\"%s\") is invalid with activation = %d (\"%s\"): pool needs activation "
+                    "\"relu\" (hybrid block; paper models pool with SpecPool)",
+                    op, p->pool, p->pool == SD_POOL_MAX2 ? "max2" : "avg2", p->activation,
+                    p->activation == SD_ACT_TANH ? "tanh" : "none");
     if ((st = check_value_dtype(op, p->value_dtype)) != SD_OK) return st;
     if (p->has_bias != 0 && p->has_bias != 1)
         return fail(SD_ERR_INVALID_ARGUMENT, "%s: 'has_bias' = %d must be 0 or 1", op, p->has_bias);
@@ -188,17 +201,49 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
                         op, p->k, p->Hs, p->Ws);
         if ((st = packed_input(op, "in_row_words", p->C, P.F, p->value_dtype, p->in_row_words, &P.in)) != SD_OK) return st;
     }
-    if ((st = check_range(op, "capacity", p->capacity, 1, (int64_t)p->O * P.F, "(1 .. O * Hs * (Ws // 2 + 1))")) != SD_OK)
+    P.pool = p->pool;
+    P.hyb = p->activation == SD_ACT_RELU;
+    P.oHs = P.pool != SD_POOL_NONE ? (P.Hs + 1) / 2 : P.Hs;
+    P.oWs = P.pool != SD_POOL_NONE ? (P.Ws + 1) / 2 : P.Ws;
+    P.oWh = P.oWs / 2 + 1;
+    P.oF = P.oHs * P.oWh;
+    if (P.hyb && (int64_t)P.Hs * P.Ws > kI32Max)
+        return fail(SD_ERR_INVALID_ARGUMENT, "%s: Hs * Ws = %lld exceeds 2^31 - 1 (activation \"relu\" holds spatial maps)", op,
+                    (long long)P.Hs * P.Ws);
+    if ((st = check_range(op, "capacity", p->capacity, 1, (int64_t)p->O * P.oF,
+                          P.pool != SD_POOL_NONE ? "(1 .. O * ceil(Hs/2) * (ceil(Ws/2) // 2 + 1), the pooled output)"
+                                                 : "(1 .. O * Hs * (Ws // 2 + 1))")) != SD_OK)
         return st;
-    P.out = sd_make_layout(p->O, P.F, p->capacity, p->value_dtype);
+    P.out = sd_make_layout(p->O, P.oF, p->capacity, p->value_dtype);
     P.bias_scale = (float)sqrt((double)P.Hs * (double)P.Ws);
     P.fft_scale = (float)(1.0 / sqrt((double)P.Hs * (double)P.Ws));
+    P.out_scale = (float)(1.0 / sqrt((double)P.oHs * (double)P.oWs));
+    P.centre = P.hyb && P.in_domain == SD_DOMAIN_SPECTRAL ? P.k / 2 : 0;
+    P.hyb_sb = batch < kHybSamples ? batch : kHybSamples;
+    P.hyb_ot = P.O < kHybChannels ? P.O : kHybChannels;
+    P.gemm_split = P.vdt == SD_VALUE_FP16; /* the CUDA GEMM: hi/lo fp16 pairs on tensor cores */
     const double dense = P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in ? (double)batch * P.C * P.F * 8.0 : 0.0;
-    if ((st = bytes_ok(op, dense + (double)batch * SD_NLEV * 4.0)) != SD_OK) return st;
+    const double kk = (double)P.k * P.k;
+    const double hyb = !P.hyb ? 0.0
+                              : kk * P.hyb_ot * P.C * 4.0 + (double)P.C * P.hyb_sb * 256.0 * 4.0 +
+                                    kk * P.hyb_ot * P.hyb_sb * 256.0 * 4.0 + 2.0 * P.hyb_sb * P.hyb_ot * (double)P.F * 8.0 +
+                                    (double)P.hyb_sb * P.hyb_ot * (double)P.Hs * P.Ws * 4.0;
+    if ((st = bytes_ok(op, dense + hyb + (double)batch * SD_HIST_WORDS * 4.0)) != SD_OK) return st;
     WsBuilder wb;
     plan_pipe_ws(wb, batch, &P.pipe);
     plan_twiddle_ws(wb, P.Hs, P.Ws, &P.tw_h, &P.tw_w);
     if (P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in) P.X = wb.take(sizeof(sd_cf) * (size_t)batch * P.C * P.F);
+    if (P.hyb && P.pool != SD_POOL_NONE) plan_twiddle_ws(wb, P.oHs, P.oWs, &P.tw_h2, &P.tw_w2);
+    if (P.hyb && batch > 0) {
+        const size_t rows = (size_t)P.k * P.k * P.hyb_ot, cols = (size_t)P.hyb_sb * 2 * SD_BLOCK_F;
+        const size_t chunk = (size_t)P.hyb_sb * P.hyb_ot;
+        P.h_wt = wb.take(sizeof(float) * rows * P.C);
+        P.h_xt = wb.take(sizeof(float) * P.C * cols);
+        P.h_g = wb.take(sizeof(float) * rows * cols);
+        P.h_y = wb.take(sizeof(sd_cf) * chunk * P.F);
+        P.h_a = wb.take(sizeof(sd_cf) * chunk * P.F);
+        P.h_sp = wb.take(sizeof(float) * chunk * P.Hs * P.Ws);
+    }
     P.ws_bytes = wb.total();
     *out = P;
     return SD_OK;

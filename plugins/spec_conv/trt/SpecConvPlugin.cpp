@@ -126,6 +126,7 @@ bool SpecConvPlugin::fillParams(Tensors const& t, sd_spec_conv_params& p, std::s
     p.k = a.k;
     p.beta = a.beta;
     p.activation = a.activation;
+    p.pool = a.pool;
     p.capacity = a.capacity;
     p.value_dtype = a.valueDtype;
     p.x_type = s.xType;
@@ -142,8 +143,10 @@ bool SpecConvPlugin::fillParams(Tensors const& t, sd_spec_conv_params& p, std::s
     }
     else if (allowPlaceholders)
     {
-        // Smallest O for which `capacity` is in range: the creation-time check cannot know O.
-        p.O = (F > 0 && a.capacity > 0) ? static_cast<int32_t>((static_cast<int64_t>(a.capacity) + F - 1) / F) : 1;
+        // Smallest O for which `capacity` is in range: the creation-time check cannot know O. The output has
+        // F coefficients per channel, or those of ceil(Hs/2) x ceil(Ws/2) with a pool.
+        int32_t const oF = a.pool != SD_POOL_NONE ? numCoeffs((a.Hs + 1) / 2, (a.Ws + 1) / 2) : F;
+        p.O = (oF > 0 && a.capacity > 0) ? static_cast<int32_t>((static_cast<int64_t>(a.capacity) + oF - 1) / oF) : 1;
     }
     else
     {

@@ -20,6 +20,7 @@ struct SpecConvAttrs
 {
     std::string inDomainStr;
     std::string activationStr;
+    std::string poolStr{"none"};
     std::string valueDtypeStr;
     int32_t inDomain{SD_DOMAIN_SPATIAL};
     int32_t C{0};
@@ -28,6 +29,7 @@ struct SpecConvAttrs
     int32_t k{0};
     float beta{0.F};
     int32_t activation{SD_ACT_TANH};
+    int32_t pool{SD_POOL_NONE};
     int32_t capacity{0};
     int32_t valueDtype{SD_VALUE_FP32};
 
@@ -41,6 +43,7 @@ struct SpecConvAttrs
         v.integer("k", k);
         v.real("beta", beta);
         v.choice("activation", activationStr, activation, parseActivation);
+        v.optionalChoice("pool", poolStr, pool, parsePool); // hybrid block; absent in paper-block files
         v.integer("capacity", capacity);
         v.choice("value_dtype", valueDtypeStr, valueDtype, parseValueDtype);
     }

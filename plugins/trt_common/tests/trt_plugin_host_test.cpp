@@ -681,6 +681,180 @@ void testSpecConcat(CapturingLogger& log)
         b->getWorkspaceSize(io, 3, io + 3, 1));
 }
 
+//! The hybrid block through the plugin: activation "relu" + pool "max2" on a packed input. Fields (pool
+//! parsed, serialized), the output width of the pooled size, the workspace (C ABI's, recorded in the
+//! serialized fields), the run vs the C ABI called directly (bit-identical), and the refusals.
+void testSpecConvHybrid(CapturingLogger& log)
+{
+    int32_t const B = 3, C = 3, Hs = 9, Ws = 8, O = 10, k = 3, capIn = 60, cap = 70;
+    int32_t const F = Hs * (Ws / 2 + 1), oF = ((Hs + 1) / 2) * ((Ws + 1) / 2 / 2 + 1);
+    Fields f;
+    convFields(f, "spectral", C, Hs, Ws, k, cap, "fp16", 0.2F, "relu");
+    f.s("pool", "max2");
+    PluginPtr p = createChecked("SpecConv", "hyb1", f);
+    if (!p)
+    {
+        return;
+    }
+    IPluginV3OneBuild* b = build(p.get());
+    int64_t const Sin = sd_packed_row_words(C, F, capIn, SD_VALUE_FP16);
+    int64_t const Sout = sd_packed_row_words(O, oF, cap, SD_VALUE_FP16);
+    OutputShapes shapes;
+    CHECK(shapes(b, {{-1, Sin}, {O, C, k, k}, {O}}) == 0);
+    CHECK(shapes.out.d[1]->isConstant() && shapes.out.d[1]->getConstantValue() == Sout);
+    DynamicPluginTensorDesc io[4] = {ddesc({B, Sin}, DataType::kINT32, 1, B), ddesc({O, C, k, k}, DataType::kFLOAT, O, O),
+        ddesc({O}, DataType::kFLOAT, O, O), ddesc({B, Sout}, DataType::kINT32, 1, B)};
+    CHECK(b->configurePlugin(io, 3, io + 3, 1) == 0);
+    sd_spec_conv_params prm{};
+    prm.in_domain = SD_DOMAIN_SPECTRAL;
+    prm.C = C;
+    prm.O = O;
+    prm.Hs = Hs;
+    prm.Ws = Ws;
+    prm.k = k;
+    prm.beta = 0.2F;
+    prm.activation = SD_ACT_RELU;
+    prm.pool = SD_POOL_MAX2;
+    prm.capacity = cap;
+    prm.value_dtype = SD_VALUE_FP16;
+    prm.has_bias = 1;
+    prm.in_row_words = Sin;
+    size_t const ws = b->getWorkspaceSize(io, 3, io + 3, 1);
+    CHECK(ws > 0 && ws == abiWorkspace(sd_spec_conv_workspace_size, prm, B));
+
+    // input: a packed map from a spatial SpecConv of random images (so the rows are valid and non-empty)
+    uint32_t seed = 777;
+    auto rnd = [&seed]() {
+        seed = seed * 1664525u + 1013904223u;
+        return static_cast<float>((seed >> 8) & 0xFFFF) / 32768.F - 1.F;
+    };
+    sd_spec_conv_params c0{};
+    c0.in_domain = SD_DOMAIN_SPATIAL;
+    c0.C = 1;
+    c0.O = C;
+    c0.H = Hs - 2;
+    c0.W = Ws - 2;
+    c0.Hs = Hs;
+    c0.Ws = Ws;
+    c0.k = 3;
+    c0.beta = 0.3F;
+    c0.activation = SD_ACT_TANH;
+    c0.capacity = capIn;
+    c0.value_dtype = SD_VALUE_FP16;
+    std::vector<float> img(static_cast<size_t>(B) * c0.H * c0.W), w0(static_cast<size_t>(C) * 9), w(static_cast<size_t>(O) * C * k * k),
+        bias(O);
+    for (auto* v : {&img, &w0, &w, &bias})
+    {
+        for (float& e : *v)
+        {
+            e = rnd();
+        }
+    }
+    std::vector<int32_t> x(static_cast<size_t>(B * Sin));
+    std::vector<unsigned char> ws0(abiWorkspace(sd_spec_conv_workspace_size, c0, B) + 8);
+    CHECK(sd_spec_conv_forward(&c0, B, img.data(), w0.data(), nullptr, x.data(), ws0.data(), ws0.size() - 8, nullptr) == SD_OK);
+
+    std::vector<int32_t> yref(static_cast<size_t>(B * Sout), 0), y(static_cast<size_t>(B * Sout), 0);
+    std::vector<unsigned char> wsRef(ws + 8);
+    CHECK(sd_spec_conv_forward(&prm, B, x.data(), w.data(), bias.data(), yref.data(), wsRef.data(), ws, nullptr) == SD_OK);
+    CHECK(yref[0] > 0);
+    PluginPtr rt = roundTrip(p.get());
+    if (!rt)
+    {
+        return;
+    }
+    // the recorded workspace and the pool travel through serialization
+    PluginFieldCollection const* sf = runtime(p.get())->getFieldsToSerialize();
+    bool sawWs = false, sawPool = false;
+    for (int32_t i = 0; i < sf->nbFields; ++i)
+    {
+        if (std::strcmp(sf->fields[i].name, "sd_workspace_bytes") == 0)
+        {
+            sawWs = sf->fields[i].type == PluginFieldType::kINT64 && *static_cast<int64_t const*>(sf->fields[i].data) == static_cast<int64_t>(ws);
+        }
+        if (std::strcmp(sf->fields[i].name, "pool") == 0)
+        {
+            sawPool = std::strcmp(static_cast<char const*>(sf->fields[i].data), "max2") == 0;
+        }
+    }
+    CHECK(sawWs && sawPool);
+    PluginPtr ctx(runtime(rt.get())->attachToContext(nullptr));
+    std::vector<PluginTensorDesc> in = {desc({B, Sin}, DataType::kINT32), desc({O, C, k, k}, DataType::kFLOAT), desc({O}, DataType::kFLOAT)};
+    checkRuns(runtime(ctx.get()), in, desc({B, Sout}, DataType::kINT32), {x.data(), w.data(), bias.data()}, y.data(), ws);
+    CHECK(y == yref);
+
+    // An engine whose recorded workspace is smaller than the batch needs: enqueue refuses (it used to pass
+    // the size it had just computed, so this check could never fail).
+    {
+        Fields g;
+        convFields(g, "spectral", C, Hs, Ws, k, cap, "fp16", 0.2F, "relu");
+        g.s("pool", "max2");
+        std::deque<int64_t> small{static_cast<int64_t>(ws) / 2};
+        g.f.emplace_back("sd_workspace_bytes", &small.back(), PluginFieldType::kINT64, 1);
+        PluginPtr q = createChecked("SpecConv", "hybsmall", g, TensorRTPhase::kRUNTIME);
+        if (q)
+        {
+            IPluginV3OneRuntime* r = runtime(q.get());
+            PluginTensorDesc o = desc({B, Sout}, DataType::kINT32);
+            CHECK(r->onShapeChange(in.data(), 3, &o, 1) == 0);
+            std::vector<unsigned char> wsb(ws + 16);
+            std::vector<void const*> ptrs = {x.data(), w.data(), bias.data()};
+            void* outs[1] = {y.data()};
+            log.messages.clear();
+            CHECK(r->enqueue(in.data(), &o, ptrs.data(), outs, wsb.data(), nullptr) != 0);
+            CHECK(log.saw("hybsmall") && log.saw("workspace") && log.saw("TensorRT gives"));
+        }
+    }
+
+    // refusals: pool with tanh names the field; an unknown pool lists the allowed values
+    {
+        Fields g;
+        convFields(g, "spectral", C, Hs, Ws, k, cap, "fp16", 0.2F, "tanh");
+        g.s("pool", "avg2");
+        expectRefused(log, creator("SpecConv"), g, "'pool'");
+        CHECK(log.saw("relu"));
+    }
+    {
+        Fields g;
+        convFields(g, "spectral", C, Hs, Ws, k, cap, "fp16", 0.2F, "relu");
+        g.s("pool", "max3");
+        expectRefused(log, creator("SpecConv"), g, "pool");
+        CHECK(log.saw("'max2'") && log.saw("'avg2'"));
+    }
+    // capacity above O * the pooled size is refused once O is known (getOutputShapes)
+    {
+        Fields g;
+        convFields(g, "spectral", C, Hs, Ws, k, O * oF + 1, "fp16", 0.2F, "relu");
+        g.s("pool", "max2");
+        PluginPtr q = createChecked("SpecConv", "hybcap", g);
+        if (q)
+        {
+            log.messages.clear();
+            OutputShapes sh;
+            CHECK(sh(build(q.get()), {{-1, Sin}, {O, C, k, k}, {O}}) != 0);
+            CHECK(log.saw("hybcap") && log.saw("capacity"));
+        }
+    }
+}
+
+//! The TensorRT major-version guard of getCreators/setLoggerFinder (ILoggerFinder's vtable differs).
+void testVersionGuard()
+{
+    using specdeploy::trt::inferLibMajor;
+    using specdeploy::trt::trtRuntimeCompatible;
+    CHECK(inferLibMajor(100300) == 10 && inferLibMajor(101303) == 10 && inferLibMajor(110100) == 11);
+    CHECK(inferLibMajor(8601) == 8);
+    std::string why;
+    int32_t const same = NV_TENSORRT_MAJOR * 10000 + 300;
+    int32_t const other = (NV_TENSORRT_MAJOR == 10 ? 11 : 10) * 10000 + 100;
+    CHECK(trtRuntimeCompatible(same, why) && why.empty());
+    CHECK(trtRuntimeCompatible(-1, why)); // not inside TensorRT (this test): nothing to compare
+    CHECK(!trtRuntimeCompatible(other, why) && why.find("ILoggerFinder") != std::string::npos
+        && why.find("rebuild") != std::string::npos);
+    // inside this test there is no libnvinfer: the entry points offer their creators
+    CHECK(specdeploy::trt::runtimeInferLibVersion() == -1);
+}
+
 //! Runs a runtime-phase plugin (created from `f`) on host buffers: onShapeChange + enqueue (CHECKed).
 void runPlugin(char const* op, Fields const& f, std::vector<PluginTensorDesc> const& in, PluginTensorDesc const& out,
     std::vector<void const*> const& inputs, void* output, size_t workspaceBytes)
@@ -841,9 +1015,11 @@ int main()
     testCreateErrors(logger);
     testSpecPoolAndToSpatial();
     testSpecConcat(logger);
+    testVersionGuard();
     if (std::strcmp(sd_build_info(), "stub") != 0)
     {
         testChainMatchesAbi(); // needs a real implementation of the C ABI (the host library)
+        testSpecConvHybrid(logger);
     }
     if (gFailures != 0)
     {

@@ -3,7 +3,7 @@
  * fp16 value encoding, as SD_HD functions shared by the CUDA kernels, the host library and the C++
  * tests. Word indices are int64 (a row can be long), element counts int32 (as in the C ABI).
  *
- *   header  : 4 words  nnz, overflowed, beta_used (float bits), 0
+ *   header  : 4 words  nnz, overflowed, beta_used (float bits), flags (bit 0: non-finite input, sticky)
  *   mask    : NB*C*4   block b of channel c at words [(b*C + c)*4 .. +3]; bit j of word i = f = 128b + 32i + j
  *   offsets : NB*C + 1 exclusive prefix sum of the (b, c) popcounts; offsets[NB*C] = nnz
  *   values  : cap*vw   (b, c, f) order; fp32: re, im words; fp16: re low half, im high half
@@ -19,7 +19,8 @@
 #define SD_HDR_NNZ 0
 #define SD_HDR_OVERFLOWED 1
 #define SD_HDR_BETA_USED 2
-#define SD_HDR_RESERVED 3
+#define SD_HDR_FLAGS 3
+#define SD_FLAG_NONFINITE 1u /* flags bit 0: a non-finite value reached an op for this sample (sticky) */
 
 struct sd_layout {
     int32_t C, F, NB, cap, vdt, vw;
@@ -204,12 +205,30 @@ SD_HD inline sd_cf sd_packed_get(const int32_t* row, const sd_layout& L, int32_t
 SD_HD inline uint32_t sd_hdr_nnz(const int32_t* row) { return (uint32_t)row[SD_HDR_NNZ]; }
 SD_HD inline uint32_t sd_hdr_overflowed(const int32_t* row) { return (uint32_t)row[SD_HDR_OVERFLOWED]; }
 SD_HD inline float sd_hdr_beta_used(const int32_t* row) { return sd_u2f((uint32_t)row[SD_HDR_BETA_USED]); }
+SD_HD inline uint32_t sd_hdr_flags(const int32_t* row) { return (uint32_t)row[SD_HDR_FLAGS]; }
 
-SD_HD inline void sd_write_header(int32_t* row, uint32_t nnz, uint32_t overflowed, float beta_used) {
+SD_HD inline void sd_write_header(int32_t* row, uint32_t nnz, uint32_t overflowed, float beta_used, uint32_t flags) {
     row[SD_HDR_NNZ] = (int32_t)nnz;
     row[SD_HDR_OVERFLOWED] = (int32_t)overflowed;
     row[SD_HDR_BETA_USED] = (int32_t)sd_f2u(beta_used);
-    row[SD_HDR_RESERVED] = 0;
+    row[SD_HDR_FLAGS] = (int32_t)(flags & SD_FLAG_NONFINITE);
+}
+
+/* Part `tid` of `nthreads` of the flags of one packed input row: its header's bit 0, or any used value
+ * slot (min(nnz, capacity) of them) that is not finite. The OR over all parts is the row's flag. */
+SD_HD inline uint32_t sd_row_nonfinite_part(const int32_t* row, const sd_layout& L, int32_t tid, int32_t nthreads) {
+    uint32_t any = (tid == 0 && (sd_hdr_flags(row) & SD_FLAG_NONFINITE)) ? 1u : 0u;
+    const uint32_t nnz = sd_hdr_nnz(row);
+    const int64_t used = nnz < (uint32_t)L.cap ? (int64_t)nnz : (int64_t)L.cap;
+    const int32_t* vals = row + L.vals_off;
+    for (int64_t w = tid; w < used * L.vw; w += nthreads) {
+        const uint32_t u = (uint32_t)vals[w];
+        if (L.vdt == 1) /* two binary16 halves: exponent all ones = inf or NaN */
+            any |= (((u & 0x7c00u) == 0x7c00u) || ((u & 0x7c000000u) == 0x7c000000u)) ? 1u : 0u;
+        else /* one binary32 */
+            any |= ((u & 0x7f800000u) == 0x7f800000u) ? 1u : 0u;
+    }
+    return any;
 }
 
 #endif /* SPECDEPLOY_PACKED_H */

@@ -13,24 +13,25 @@
 
 template <class P>
 __global__ void __launch_bounds__(SD_BLOCK_F) sd_k_tile(const __grid_constant__ P prod, const __grid_constant__ sd_pipe a,
-                                                     const int mode) {
+                                                     const int mode, const sd_tile_range r) {
     constexpr int OT = P::OT;
-    __shared__ uint32_t s_hist[SD_NLEV];
+    __shared__ uint32_t s_hist[SD_NOCT];
     __shared__ uint32_t s_words[4][OT];
 
-    const int32_t OG = sd_channel_groups(a.Cout, OT);
+    /* blockIdx.x = ((s - r.s0) * NB + b) * r.nog + (og - r.og0): the blocks of one (sample, block)
+     * are adjacent, so consecutive CUDA blocks touch one stretch of the output row */
     int64_t t = blockIdx.x;
-    const int32_t og = (int32_t)(t % OG);
-    t /= OG;
+    const int32_t og = r.og0 + (int32_t)(t % r.nog);
+    t /= r.nog;
     const int32_t b = (int32_t)(t % a.NB);
-    const int32_t s = (int32_t)(t / a.NB);
-    if (mode == SD_MODE_RECOUNT && a.own[s] == 0u) return; /* uniform over the block */
+    const int32_t s = r.s0 + (int32_t)(t / a.NB);
+    if (!sd_pass_wants(a, mode, s)) return; /* uniform over the block */
 
     const int tid = threadIdx.x;
     const int lane = tid & 31;
     const int warp = tid >> 5;
-    if (mode == SD_MODE_COUNT)
-        for (int i = tid; i < SD_NLEV; i += SD_BLOCK_F) s_hist[i] = 0u;
+    if (mode == SD_MODE_COUNT || mode == SD_MODE_REFINE)
+        for (int i = tid; i < SD_NOCT; i += SD_BLOCK_F) s_hist[i] = 0u;
 
     const int32_t o0 = og * OT;
     const int32_t no = (a.Cout - o0) < OT ? (a.Cout - o0) : OT;
@@ -44,10 +45,24 @@ __global__ void __launch_bounds__(SD_BLOCK_F) sd_k_tile(const __grid_constant__ 
     const int32_t f = b * SD_BLOCK_F + tid;
     if (f < a.F) prod.eval(s, f, o0, no, v, cand);
 
-    const uint32_t use_thr = (mode != SD_MODE_COUNT) ? a.own[s] : 0u;
-    const float thr = use_thr ? a.thr[s] : 0.0f;
     const float t1 = sd_grid_t(a.base, 1);
     __syncthreads(); /* s_hist cleared */
+    if (mode == SD_MODE_REFINE) {
+        const int32_t oct = a.oct[s];
+#pragma unroll
+        for (int j = 0; j < OT; ++j) {
+            if (j < no && cand[j]) {
+                const int32_t lev = sd_level(sd_abs2(v[j]), a.base, t1);
+                if (lev > 0 && (lev >> 3) == oct) atomicAdd(&s_hist[lev & 7], 1u);
+            }
+        }
+        __syncthreads();
+        uint32_t* fine = a.hist + (int64_t)s * SD_HIST_WORDS + SD_NOCT;
+        if (tid < SD_NFINE && s_hist[tid]) atomicAdd(&fine[tid], s_hist[tid]);
+        return;
+    }
+    const uint32_t use_thr = (mode != SD_MODE_COUNT) ? a.own[s] : 0u;
+    const float thr = use_thr ? a.thr[s] : 0.0f;
 
     bool keep[OT];
 #pragma unroll
@@ -60,7 +75,8 @@ __global__ void __launch_bounds__(SD_BLOCK_F) sd_k_tile(const __grid_constant__ 
             if (lane == 0) s_words[warp][j] = word;
             if (mode == SD_MODE_COUNT && cand[j]) {
                 const int32_t lev = sd_level(m, a.base, t1);
-                if (lev > 0) atomicAdd(&s_hist[lev], 1u);
+                if (lev > 0) atomicAdd(&s_hist[lev >> 3], 1u);
+                if (sd_cf_nonfinite(v[j])) a.nf[s] = 1u; /* same value from every writer: no race */
             }
         }
     }
@@ -74,8 +90,8 @@ __global__ void __launch_bounds__(SD_BLOCK_F) sd_k_tile(const __grid_constant__ 
             row[sd_offset_word(a.L, b, o0 + tid)] = (int32_t)cnt;
         }
         if (mode == SD_MODE_COUNT) {
-            uint32_t* gh = a.hist + (int64_t)s * SD_NLEV;
-            for (int i = tid; i < SD_NLEV; i += SD_BLOCK_F) {
+            uint32_t* gh = a.hist + (int64_t)s * SD_HIST_WORDS;
+            for (int i = tid; i < SD_NOCT; i += SD_BLOCK_F) {
                 const uint32_t c = s_hist[i];
                 if (c) atomicAdd(&gh[i], c);
             }
@@ -117,11 +133,30 @@ __global__ void __launch_bounds__(256) sd_k_decide(const __grid_constant__ P pro
     if (tid == 0) {
         float t;
         uint32_t own;
-        sd_decide(a.hist + (int64_t)s * SD_NLEV, part[0], a.cap, a.base, a.beta_used0, &t, &own);
+        int32_t oct;
+        sd_decide_coarse(a.hist + (int64_t)s * SD_HIST_WORDS, part[0], a.cap, a.base, a.beta_used0, &t, &own, &oct);
         a.thr[s] = t;
         a.own[s] = own;
+        a.oct[s] = oct;
         a.flag[s] = own | prod.in_overflowed(s);
     }
+}
+
+/* After the refine pass: the grid threshold of the samples that refined (one thread per sample). */
+static __global__ void sd_k_decide_fine(const sd_pipe a) {
+    const int32_t s = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s >= a.B || !sd_pass_wants(a, SD_MODE_REFINE, s)) return;
+    const uint32_t* h = a.hist + (int64_t)s * SD_HIST_WORDS;
+    sd_decide_fine(h, h + SD_NOCT, a.oct[s], a.cap, a.base, &a.thr[s]);
+}
+
+/* Header flags bit 0 per sample: one block per sample, OR over the producer's parts. */
+template <class P>
+__global__ void __launch_bounds__(256) sd_k_flags(const __grid_constant__ P prod, const sd_pipe a) {
+    const int32_t s = blockIdx.x;
+    const uint32_t any = prod.in_flags_part(s, (int32_t)threadIdx.x, 256);
+    const int r = __syncthreads_or((int)any);
+    if (threadIdx.x == 0) a.nf[s] = r ? 1u : 0u;
 }
 
 /* Exclusive scan of one sample's counts in place, header, zero the unused value slots (pipeline.h). */
@@ -143,7 +178,7 @@ static __global__ void __launch_bounds__(SD_SCAN_THREADS) sd_k_scan(const sd_pip
     const uint32_t nnz = total;
     if (tid == 0) {
         counts[nbc] = (int32_t)nnz;
-        sd_write_header(row, nnz, a.flag[s], a.thr[s]);
+        sd_write_header(row, nnz, a.flag[s], a.thr[s], a.nf[s]);
     }
     sd_zero_tail(row, a.L, nnz, tid, SD_SCAN_THREADS);
 }
@@ -159,19 +194,52 @@ static inline cudaError_t sd_launch_twiddle(sd_cf* tw, int32_t N, cudaStream_t s
     return cudaGetLastError();
 }
 
+/* A no-op chunk preparation (see pipeline.h). */
+struct sd_no_prep_dev {
+    inline cudaError_t operator()(int, const sd_tile_range&) const { return cudaSuccess; }
+};
+
+/* The pipeline over chunks of s_chunk samples and og_chunk channel groups; prep(mode, range) enqueues
+ * the work that fills a chunk's dense buffers before its tiles (the hybrid SpecConv). A pass over a
+ * chunk whose samples all skip it still launches (the tile blocks exit at once; the host cannot see
+ * which samples overflowed without a sync, and there is none). */
+template <class P, class Prep>
+inline cudaError_t sd_launch_pipeline_chunked(const P& prod, const sd_pipe& a, int32_t s_chunk, int32_t og_chunk,
+                                              const Prep& prep, cudaStream_t st) {
+    const int32_t OG = sd_channel_groups(a.Cout, P::OT);
+    if ((int64_t)a.B * a.NB * OG <= 0) return cudaSuccess;
+    cudaError_t e = cudaMemsetAsync(a.hist, 0, sizeof(uint32_t) * (size_t)a.B * SD_HIST_WORDS, st);
+    if (e != cudaSuccess) return e;
+    sd_k_flags<P><<<a.B, 256, 0, st>>>(prod, a);
+    auto pass = [&](int mode) -> cudaError_t {
+        for (int32_t s0 = 0; s0 < a.B; s0 += s_chunk) {
+            const int32_t ns = (a.B - s0) < s_chunk ? (a.B - s0) : s_chunk;
+            for (int32_t og0 = 0; og0 < OG; og0 += og_chunk) {
+                const int32_t nog = (OG - og0) < og_chunk ? (OG - og0) : og_chunk;
+                const sd_tile_range r{s0, ns, og0, nog};
+                const int64_t tiles = (int64_t)ns * a.NB * nog;
+                if (tiles > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
+                cudaError_t pe = prep(mode, r);
+                if (pe != cudaSuccess) return pe;
+                sd_k_tile<P><<<(unsigned)tiles, SD_BLOCK_F, 0, st>>>(prod, a, mode, r);
+            }
+        }
+        return cudaGetLastError();
+    };
+    if ((e = pass(SD_MODE_COUNT)) != cudaSuccess) return e;
+    sd_k_decide<P><<<a.B, 256, 0, st>>>(prod, a);
+    if ((e = pass(SD_MODE_REFINE)) != cudaSuccess) return e;
+    sd_k_decide_fine<<<(a.B + 127) / 128, 128, 0, st>>>(a);
+    if ((e = pass(SD_MODE_RECOUNT)) != cudaSuccess) return e;
+    sd_k_scan<<<a.B, SD_SCAN_THREADS, 0, st>>>(a);
+    if ((e = pass(SD_MODE_WRITE)) != cudaSuccess) return e;
+    return cudaGetLastError();
+}
+
 template <class P>
 inline cudaError_t sd_launch_pipeline(const P& prod, const sd_pipe& a, cudaStream_t st) {
-    const int64_t tiles = (int64_t)a.B * a.NB * sd_channel_groups(a.Cout, P::OT);
-    if (tiles <= 0) return cudaSuccess;
-    if (tiles > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
-    cudaError_t e = cudaMemsetAsync(a.hist, 0, sizeof(uint32_t) * (size_t)a.B * SD_NLEV, st);
-    if (e != cudaSuccess) return e;
-    sd_k_tile<P><<<(unsigned)tiles, SD_BLOCK_F, 0, st>>>(prod, a, SD_MODE_COUNT);
-    sd_k_decide<P><<<a.B, 256, 0, st>>>(prod, a);
-    sd_k_tile<P><<<(unsigned)tiles, SD_BLOCK_F, 0, st>>>(prod, a, SD_MODE_RECOUNT);
-    sd_k_scan<<<a.B, SD_SCAN_THREADS, 0, st>>>(a);
-    sd_k_tile<P><<<(unsigned)tiles, SD_BLOCK_F, 0, st>>>(prod, a, SD_MODE_WRITE);
-    return cudaGetLastError();
+    const int32_t big = 0x7fffffff;
+    return sd_launch_pipeline_chunked(prod, a, big, big, sd_no_prep_dev{}, st);
 }
 
 #endif /* SPECDEPLOY_PIPELINE_CUH */

@@ -20,14 +20,28 @@ constexpr int32_t kMaxSpatialH = 4096;    /* SpecConv, spatial input: H (column 
 constexpr int32_t kMaxToSpatialWs = 8192; /* SpecToSpatial: Ws (row pass stages Ws/2+1 columns) */
 constexpr size_t kWsAlign = 256;          /* sub-buffers of the workspace are aligned to this */
 
+/* The hybrid SpecConv (activation RELU, DESIGN §2b) works on chunks of at most kHybSamples samples and
+ * kHybChannels output channels (a multiple of the pipeline's 8): its dense buffers (workspace) are
+ * sized by these, never by the whole output (§5). Frequencies of the product go in tiles of one packed
+ * block (128). specdeploy's planner ports these constants (the declared workspace). */
+constexpr int32_t kHybSamples = 4;
+constexpr int32_t kHybChannels = 16;
+
 /* Workspace shared by the ops with a packed output (the count/decide/scan/write pipeline). */
 struct PipeWs {
-    size_t hist = 0, thr = 0, own = 0, flag = 0; /* byte offsets from the aligned base */
+    size_t hist = 0, thr = 0, own = 0, flag = 0, oct = 0, nf = 0; /* byte offsets from the aligned base */
 };
 
 struct ConvPlan {
     int32_t B = 0, C = 0, O = 0, H = 0, W = 0, Hs = 0, Ws = 0, Wh = 0, F = 0, k = 0;
     int32_t in_domain = 0, activation = 0, vdt = 0, x_type = 0, has_bias = 0;
+    /* output spectral size: Hs x Ws, or ceil(Hs/2) x ceil(Ws/2) with a pool */
+    int32_t pool = 0, oHs = 0, oWs = 0, oWh = 0, oF = 0;
+    /* hybrid (activation RELU): chunk of hyb_sb samples x hyb_ot channels; GEMM operands are fp32
+     * (4 bytes per element); gemm_split: the CUDA GEMM runs them on tensor cores as hi + lo fp16 pairs
+     * (value_dtype fp16), else SIMT fp32; kernel centre (k//2 for a spectral input, 0 for a spatial one) */
+    int32_t hyb = 0, hyb_sb = 0, hyb_ot = 0, gemm_split = 0, centre = 0;
+    float out_scale = 0.0f; /* 1/sqrt(oHs*oWs) */
     int32_t stream_in = 0; /* spatial input: 1 = spectrum recomputed per tile (no X buffer), 0 = dense X */
     float beta = 0.0f;
     float bias_scale = 0.0f; /* sqrt(Hs*Ws) */
@@ -35,6 +49,11 @@ struct ConvPlan {
     sd_layout in{}, out{};   /* in: spectral input only */
     PipeWs pipe;
     size_t tw_h = 0, tw_w = 0, X = 0; /* twiddle tables (Hs, Ws entries), spatial spectrum B*C*F */
+    size_t tw_h2 = 0, tw_w2 = 0;      /* hybrid: twiddles of the output size (oHs, oWs entries) */
+    /* hybrid chunk buffers: weight tile [hyb_ot*k*k][C], input tile [C][hyb_sb*256] (4 bytes per
+     * element: fp32, or the hi then the lo fp16 matrix of a split GEMM), GEMM result [hyb_ot*k*k][hyb_sb*256] fp32, spectrum Y and stage A
+     * [hyb_sb][hyb_ot][F] complex (reused for the forward stages), spatial map [hyb_sb][hyb_ot][Hs*Ws] */
+    size_t h_wt = 0, h_xt = 0, h_g = 0, h_y = 0, h_a = 0, h_sp = 0;
     size_t ws_bytes = 0;              /* total, including kWsAlign slack */
 };
 
@@ -106,6 +125,8 @@ inline sd_pipe make_pipe(const PipeWs& ws, unsigned char* base, int32_t B, const
     a.thr = (float*)(base + ws.thr);
     a.own = (uint32_t*)(base + ws.own);
     a.flag = (uint32_t*)(base + ws.flag);
+    a.oct = (int32_t*)(base + ws.oct);
+    a.nf = (uint32_t*)(base + ws.nf);
     return a;
 }
 

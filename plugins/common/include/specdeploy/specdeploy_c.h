@@ -40,7 +40,10 @@ extern "C" {
 #define SD_API __attribute__((visibility("default")))
 #endif
 
-#define SD_ABI_VERSION 2
+/* 3: sd_spec_conv_params gained `pool` (after `activation`), SD_ACT_RELU (DESIGN §2b hybrid block);
+ * packed header word 3 carries flags (bit 0: non-finite input); two-level level histogram in the
+ * packed-output workspaces. */
+#define SD_ABI_VERSION 3
 
 typedef enum sd_status {
     SD_OK = 0,
@@ -53,7 +56,12 @@ typedef enum sd_status {
 
 typedef enum sd_value_dtype { SD_VALUE_FP32 = 0, SD_VALUE_FP16 = 1 } sd_value_dtype;
 typedef enum sd_domain { SD_DOMAIN_SPATIAL = 0, SD_DOMAIN_SPECTRAL = 1 } sd_domain;
-typedef enum sd_activation { SD_ACT_NONE = 0, SD_ACT_TANH = 1 } sd_activation;
+/* SpecConv activation: NONE/TANH act on the thresholded spectrum (paper block, DESIGN §2); RELU is the
+ * hybrid block (DESIGN §2b): inverse rfft2, ReLU, optional 2x2 pool, forward rfft2, threshold. */
+typedef enum sd_activation { SD_ACT_NONE = 0, SD_ACT_TANH = 1, SD_ACT_RELU = 2 } sd_activation;
+/* SpecConv pool of the hybrid block (activation RELU only): 2x2 windows, stride 2, ceil mode, over
+ * the pixels that exist; output Hs' = ceil(Hs/2), Ws' = ceil(Ws/2). */
+typedef enum sd_pool { SD_POOL_NONE = 0, SD_POOL_MAX2 = 1, SD_POOL_AVG2 = 2 } sd_pool;
 /* element type of a spatial (non-packed) tensor */
 typedef enum sd_float_type { SD_FLOAT32 = 0, SD_FLOAT16 = 1 } sd_float_type;
 
@@ -72,7 +80,10 @@ typedef enum sd_input_spectrum {
 
 /* SpecConv. Spatial input: x is [B, C, H, W] of x_type, Hs = H + k - 1, Ws = W + k - 1.
  * Spectral input: x is int32 [B, in_row_words], a packed map with C channels of Hs x Ws (H, W, x_type
- * are ignored); its capacity follows from in_row_words. Limit of this implementation: H <= 4096. */
+ * are ignored); its capacity follows from in_row_words. Limit of this implementation: H <= 4096.
+ * Output: packed, O channels of Hs x Ws, or of ceil(Hs/2) x ceil(Ws/2) when pool != NONE; capacity
+ * counts coefficients of the output size. RELU with a spectral input uses the centred kernel of
+ * DESIGN §2b (circular "same" convolution); a spatial input keeps the zero-padded full convolution. */
 typedef struct sd_spec_conv_params {
     int32_t in_domain;     /* sd_domain */
     int32_t C, O;          /* input / output channels */
@@ -81,7 +92,8 @@ typedef struct sd_spec_conv_params {
     int32_t k;             /* kernel size */
     float beta;            /* finite, >= 0 */
     int32_t activation;    /* sd_activation */
-    int32_t capacity;      /* output capacity, 1 .. O*F */
+    int32_t pool;          /* sd_pool; NONE unless activation = RELU */
+    int32_t capacity;      /* output capacity, 1 .. O*F_out (F_out of the pooled size when pool != NONE) */
     int32_t value_dtype;   /* sd_value_dtype of packed input and output */
     int32_t x_type;        /* sd_float_type of a spatial input */
     int32_t has_bias;      /* 0/1 */
