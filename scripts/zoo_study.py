@@ -455,9 +455,10 @@ def publish(out: Path, doc: dict[str, Any], docs: Path) -> None:
         "mean over the packed ops on the calibration images. Rows marked with a date are carried over "
         "unchanged from that earlier run of this script (paper block, its recipe `study` and budgets).",
         "",
-        "Planned peaks of the hybrid block do not yet include the workspace of the relu path (per-sample tile "
-        "buffers, DESIGN §5): that formula comes with the native kernels (`specdeploy/ops/spec_conv.py`, HOOK); "
-        "until then the hybrid ratios are lower bounds.",
+        "Planned peaks include each op's declared workspace, for the hybrid block its chunk buffers "
+        "(`hybrid_workspace` in `specdeploy/ops/spec_conv.py`, the native library's formula: dense buffers for "
+        "a chunk of up to 4 samples x 16 channels, a few hundred KiB here). At these CPU widths that workspace, "
+        "not the maps, sets the hybrid models' peak; the 'maps only' columns give the feature maps' share.",
         "",
         markdown_table(doc["table"]).rstrip(),
         "",
