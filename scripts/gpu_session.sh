@@ -50,16 +50,21 @@ prepare() {
     grep -qx '/.gpu-carry/' .git/info/exclude 2>/dev/null || echo '/.gpu-carry/' >> "$(git rev-parse --git-path info/exclude)"
     rm -rf "$CARRY" && mkdir -p "$CARRY/fashion-mnist" "$CARRY/models" "$CARRY/lib" || die "cannot create $CARRY"
     cp "$fm"/*.gz "$CARRY/fashion-mnist/" || die "copying Fashion-MNIST failed"
-    local m f
+    # The study (scripts/zoo_study.py --out $STUDY) writes runs/<model>-<arch>-s<steps>-<recipe>-<block>-b<beta>.onnx;
+    # stage its largest-budget twin, hybrid beta 0.5 and paper beta 1.0 (else 0.5) of each model under
+    # the fixed names the later stages read: <model>-spatial, <model>-hybrid-b0.5, <model>-spectral-b1.0.
+    local m f staged=0
+    pick() { ls -1 $1 2>/dev/null | sort -V | tail -1; }  # version order: the highest step count sorts last
     for m in "${MODELS[@]}"; do
-        for f in "$STUDY/$m-spectral-b1.0.onnx" "$STUDY/$m-spatial.onnx" "$STUDY/$m-hybrid-b0.5.onnx"; do
-            if [ -f "$f" ]; then
-                cp "$f" "$CARRY/models/" || die "copying $f failed"
-            elif [[ "$f" != *hybrid* ]]; then
-                die "$f missing: run python scripts/zoo_study.py first (or set STUDY=dir)"
-            fi
-        done
+        f=$(pick "$STUDY/runs/$m-*cosine-twin.onnx"); [ -n "$f" ] || f=$(pick "$STUDY/runs/$m-*-twin.onnx")
+        [ -n "$f" ] || { echo "gpu_session: no twin of $m in $STUDY/runs: not staged"; continue; }
+        cp "$f" "$CARRY/models/$m-spatial.onnx" || die "copying $f failed"
+        f=$(pick "$STUDY/runs/$m-*-cosine-anneal-hybrid-b0.5.onnx")
+        [ -n "$f" ] && { cp "$f" "$CARRY/models/$m-hybrid-b0.5.onnx" || die "copying $f failed"; staged=1; }
+        f=$(pick "$STUDY/runs/$m-*-paper-b1.0.onnx"); [ -n "$f" ] || f=$(pick "$STUDY/runs/$m-*-paper-b0.5.onnx")
+        [ -n "$f" ] && { cp "$f" "$CARRY/models/$m-spectral-b1.0.onnx" || die "copying $f failed"; staged=1; }
     done
+    [ $staged -eq 1 ] || die "no spectral model found under $STUDY/runs: run python scripts/zoo_study.py --out $STUDY first (or set STUDY=dir)"
     # The CUDA library, built here: nvcc needs no GPU. sm_90 is the lent H100/H200; the default list adds
     # Orin and Thor. Static CUDA runtime: the .so needs only the driver there.
     command -v nvcc >/dev/null || die "nvcc not found: the CUDA library is built here (prepare)"
@@ -154,7 +159,7 @@ run() {
     # 4. the cuda backend end to end: latency, memory (activations and library scratch separately)
     local m pair=()
     for m in "${MODELS[@]}"; do
-        [ -f "$models/$m-spectral-b1.0.onnx" ] && [ -f "$models/$m-spatial.onnx" ] && pair+=("$m")
+        [ -f "$models/$m-spatial.onnx" ] && { [ -f "$models/$m-spectral-b1.0.onnx" ] || [ -f "$models/$m-hybrid-b0.5.onnx" ]; } && pair+=("$m")
     done
     export SPECDEPLOY_CUDA_FP16=1 # the planner counts the twin in fp16 when the values are fp16
     if ! wants backend; then
@@ -196,8 +201,10 @@ backend_all() {
     local m rc=0 b=1,8,32 n=1000
     [ "$host" -eq 1 ] && b=1,2 && n=4
     for m in "$@"; do
-        "$PY" -m specdeploy.cli bench "$models/$m-spectral-b1.0.onnx" --twin "$models/$m-spatial.onnx" \
-            --backend "$backend" --batch $b --samples $n --no-progress --json "$W/bench_$m.json" || rc=1
+        if [ -f "$models/$m-spectral-b1.0.onnx" ]; then
+            "$PY" -m specdeploy.cli bench "$models/$m-spectral-b1.0.onnx" --twin "$models/$m-spatial.onnx" \
+                --backend "$backend" --batch $b --samples $n --no-progress --json "$W/bench_$m.json" || rc=1
+        fi
         if [ -f "$models/$m-hybrid-b0.5.onnx" ]; then
             "$PY" -m specdeploy.cli bench "$models/$m-hybrid-b0.5.onnx" --twin "$models/$m-spatial.onnx" \
                 --backend "$backend" --batch $b --samples $n --no-progress --json "$W/bench_${m}_hybrid.json" || rc=1
