@@ -167,7 +167,8 @@ def test_reference_rejects_bad_attributes() -> None:
     x = np.zeros((1, 1, 6, 6), np.float32)
     good = dict(in_domain="spatial", C=1, Hs=8, Ws=8, k=3, beta=1.0, activation="tanh", capacity=10, value_dtype="fp32")
     for attr, bad, words in [("beta", -0.5, "beta"), ("capacity", 0, "capacity"), ("capacity", 2 * 40 + 1, "C*F"),
-                             ("activation", "relu", "activation"), ("value_dtype", "bf16", "value_dtype"),
+                             ("activation", "gelu", "activation"), ("pool", "max2", "pool"),
+                             ("value_dtype", "bf16", "value_dtype"),
                              ("in_domain", "time", "in_domain"), ("Hs", 9, "Hs")]:
         with pytest.raises(OpAttributeError, match=words):
             reference.spec_conv(x, w, None, **{**good, attr: bad})
