@@ -57,10 +57,8 @@ class Liveness:
     buffer_of: dict[str, str]
     #: tensor -> the step of its last use (graph outputs: the last step)
     last_use: dict[str, int]
-
-    def buffer_end(self, owner: str) -> int:
-        """The last step at which the buffer ``owner`` is live (max over the tensors sharing it)."""
-        return max(self.last_use[t] for t, o in self.buffer_of.items() if o == owner)
+    #: buffer owner -> the last step at which its buffer is live (max over the tensors sharing it)
+    buffer_end: dict[str, int]
 
     def drop_after(self) -> list[list[str]]:
         """Per step, the tensors (graph outputs never) whose last use it is: an executor frees them."""
@@ -82,7 +80,12 @@ def analyse(nodes: Sequence[Any], weights: Container[str], input_name: str, outp
     for s in steps:
         for x in s.data_inputs:
             readers.setdefault(x, []).append(s.pos)
-    outs = frozenset(o for o in _names(outputs, steps, input_name))
+    first = {input_name: 0}  # every tensor the steps produce (and the input) -> the step producing it
+    for s in steps:
+        for o in s.node.output:
+            if o:
+                first[o] = s.pos
+    outs = frozenset(t for t in first if t in outputs)
     buffer_of = {input_name: input_name}
     fused_ok: set[str] = set()  # tensors an elementwise op may be fused into
     for i, s in enumerate(steps):
@@ -103,18 +106,10 @@ def analyse(nodes: Sequence[Any], weights: Container[str], input_name: str, outp
             if std and (n.op_type in FUSE_INTO or in_place):
                 fused_ok.add(o)
     last_step = len(steps) - 1
-    first = {input_name: 0}
-    for s in steps:
-        for o in s.node.output:
-            if o:
-                first[o] = s.pos
     last_use = {}
     for t, f in first.items():
         last_use[t] = last_step if t in outs else max(readers.get(t, [f]))
-    return Liveness(steps, outs, buffer_of, last_use)
-
-
-def _names(outputs: Container[str], steps: list[Step], input_name: str) -> list[str]:
-    """The graph outputs among the tensors the steps produce (and the input)."""
-    produced = [input_name] + [o for s in steps for o in s.node.output if o]
-    return [t for t in produced if t in outputs]
+    buffer_end: dict[str, int] = {}
+    for t, owner in buffer_of.items():
+        buffer_end[owner] = max(buffer_end.get(owner, 0), last_use[t])
+    return Liveness(steps, outs, buffer_of, last_use, buffer_end)

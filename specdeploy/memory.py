@@ -220,7 +220,7 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
                 nbytes, dtype = size(o)
                 rows[o] = TensorRow(o, st.name, n.op_type, shape, dtype, nbytes, s, s)  # type: ignore[arg-type]
     for name, row in rows.items():
-        row.last = live.last_use[name] if row.alias_of is not None else live.buffer_end(name)
+        row.last = live.last_use[name] if row.alias_of is not None else live.buffer_end[name]
     steps: list[StepRow] = []
     for st in live.steps:
         s, n = st.pos, st.node
