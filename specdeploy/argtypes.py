@@ -63,14 +63,6 @@ def positive_float(text: str) -> float:
     return v
 
 
-def nonneg_float(text: str) -> float:
-    """A finite number >= 0 (a threshold beta)."""
-    v = _float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return v
-
-
 def float_at_least(lo: float) -> Callable[[str], float]:
     """A finite number >= ``lo`` (a capacity margin >= 1)."""
 
@@ -82,6 +74,10 @@ def float_at_least(lo: float) -> Callable[[str], float]:
 
     parse.__name__ = f"float_at_least_{lo:g}"
     return parse
+
+
+#: A finite number >= 0 (a threshold beta).
+nonneg_float = float_at_least(0.0)
 
 
 def float_in(lo: float, hi: float, *, hi_open: bool = False) -> Callable[[str], float]:

@@ -153,7 +153,7 @@ def environment(backend: str) -> dict[str, Any]:
     }
 
 
-def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> tuple[float, int, int]:
+def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any = None) -> tuple[float, int, int]:
     """Accuracy, overflowed- and non-finite-sample counts in chunks of ``batch`` (a static model's last
     chunk is padded). A sample that met a NaN/Inf (``last_nonfinite``; only reached with
     ``nonfinite="flag"``) never counts as correct: its answer means nothing."""
@@ -169,7 +169,8 @@ def _accuracy(sess: Any, x: np.ndarray, y: np.ndarray, batch: int, bar: Any) -> 
         correct += int(((logits.argmax(axis=1) == y[i : i + n]) & ~bad).sum())
         overflowed += int(np.asarray(sess.last_overflowed[:n]).sum())
         nonfinite += int(bad.sum())
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
     return correct / max(1, len(x)), overflowed, nonfinite
 
 
@@ -470,13 +471,7 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"measured memory, separate figures ({doc['backend']})")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    try:
-        with outputs.atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".") or "png")
-    finally:
-        plt.close(fig)
-    return out
+    return outputs.save_figure(fig, path)
 
 
 def summary(doc: dict[str, Any]) -> str:

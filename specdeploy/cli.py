@@ -163,26 +163,25 @@ def cmd_export(args: argparse.Namespace) -> int:
         if tuple(recipe.input_shape) != shape:
             raise ValueError(f"recipe {recipe.name} input_shape {list(recipe.input_shape)} != checkpoint input "
                              f"{list(shape)}")
-    ex = recipe.export if recipe else None
-    cal = recipe.calibration if recipe else None
+    # without a recipe the options' own defaults (one source: specdeploy.recipes)
+    ex = recipe.export if recipe else recipes.ExportOptions()
+    cal = recipe.calibration if recipe else recipes.CalibrationOptions()
 
-    def pick(flag: Any, from_recipe: Any, default: Any) -> Any:
-        """The flag when given, else the recipe's value, else the default (0 is a value, not 'unset')."""
-        if flag is not None:
-            return flag
-        return from_recipe if recipe is not None else default
+    def pick(flag: Any, from_recipe: Any) -> Any:
+        """The flag when given, else the recipe's (or default) value (0 is a value, not 'unset')."""
+        return flag if flag is not None else from_recipe
 
-    dynamic = args.dynamic_batch or (ex.dynamic_batch if ex else False)
+    dynamic = args.dynamic_batch or ex.dynamic_batch
     metadata = {"specdeploy.recipe": recipe.to_dict()} if recipe else None
     res = export_checkpoint(
         args.checkpoint, args.output,
-        batch=None if dynamic else pick(args.batch, ex and ex.batch, 1),
-        max_batch=pick(args.max_batch, ex and ex.max_batch, None),
-        value_dtype=pick(args.value_dtype, ex and ex.value_dtype, "fp32"),
-        beta=pick(args.beta, ex and ex.beta, None),
-        calib_data=pick(args.calib_data, cal and cal.data, None),
-        calib_samples=pick(args.calib_samples, cal and cal.samples, 256),
-        margin=pick(args.margin, cal and cal.margin, 1.1),
+        batch=None if dynamic else pick(args.batch, ex.batch),
+        max_batch=pick(args.max_batch, ex.max_batch),
+        value_dtype=pick(args.value_dtype, ex.value_dtype),
+        beta=pick(args.beta, ex.beta),
+        calib_data=pick(args.calib_data, cal.data),
+        calib_samples=pick(args.calib_samples, cal.samples),
+        margin=pick(args.margin, cal.margin),
         data_dir=args.data_dir, metadata=metadata,
     )
     print(f"wrote {res.path}")
@@ -380,8 +379,6 @@ def _register(sub: Any, verb: str, target: str) -> None:
     register(sub)
     if verb not in sub.choices:
         raise RuntimeError(f"{target} did not register the verb {verb!r}")
-    if verb in OUTPUTS and "force" not in {a.dest for a in sub.choices[verb]._actions}:
-        _add_force(sub.choices[verb])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 __all__ = ["OutputError", "check_output", "check_outputs", "atomic_path", "atomic_dir", "write_text",
            "write_bytes", "created_dirs"]
@@ -145,6 +145,20 @@ def write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+def save_figure(fig: Any, target: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix, PNG without one) and close it,
+    also when saving fails, so a failed plot leaves neither a partial file nor an open figure."""
+    import matplotlib.pyplot as plt
+
+    out = Path(target)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=out.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    return out
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> Path:

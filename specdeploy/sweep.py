@@ -85,19 +85,13 @@ def _evaluate(path: Path, backend: str, data: str | None, data_dir: str | None, 
     """Accuracy, overflowed and non-finite counts on ``backend``; a NaN/Inf sample raises NonFiniteError
     unless ``allow_nonfinite`` (then it is counted and never correct)."""
     from specdeploy import runtime
-    from specdeploy.bench import load_eval_data
+    from specdeploy.bench import _accuracy, load_eval_data
 
     sess = runtime.load(path, backend, nonfinite="flag" if allow_nonfinite else "raise")
     x, y, desc = load_eval_data(sess.info, data, data_dir, samples)
-    correct = overflowed = nonfinite = 0
-    for i in range(0, len(x), eval_batch):
-        logits = sess.run(x[i : i + eval_batch])
-        bad = sess.last_nonfinite
-        correct += int(((logits.argmax(axis=1) == y[i : i + eval_batch]) & ~bad).sum())
-        overflowed += int(sess.last_overflowed.sum())
-        nonfinite += int(bad.sum())
-    return {"accuracy": correct / max(1, len(y)), "overflowed": overflowed, "nonfinite": nonfinite,
-            "samples": int(len(y)), "data": desc}
+    accuracy, overflowed, nonfinite = _accuracy(sess, x, y, eval_batch)
+    return {"accuracy": accuracy, "overflowed": overflowed, "nonfinite": nonfinite, "samples": int(len(y)),
+            "data": desc}
 
 
 def run_sweep(
@@ -248,12 +242,7 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     ax.set_title("accuracy vs memory over beta")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        with outputs.atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return outputs.save_figure(fig, path)
 
 
 def _cmd_sweep(args: Any) -> int:
