@@ -468,16 +468,17 @@ def test_module_level_api_matches_reference_signature(host_lib, monkeypatch):
 @pytest.mark.slow
 def test_cpp_tests_under_sanitizers(tmp_path_factory):
     """plugins/tests/packed_test.cpp (fp16 RNE, grid levels, random access, the pipeline vs an encoder
-    written from the contract, every op's host path) built with ASan + UBSan, run once."""
+    written from the contract, every op's host path) and hybrid_test.cpp (the hybrid SpecConv vs a
+    double-precision spatial-domain §2b) built with ASan + UBSan, run once each."""
     bdir = tmp_path_factory.mktemp("plugins_sanitize_build")
     try:
         native.build("host", bdir, sanitize=True)
     except native.NativeBuildError as e:
         pytest.fail(f"the sanitizer build failed:\n{e}")
-    exe = bdir / "specdeploy_packed_test"
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, f"packed_test failed (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
-    assert "all checks passed" in r.stdout
+    for name in native.CPP_TESTS:
+        r = subprocess.run([str(bdir / name)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{name} failed (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+        assert "all checks passed" in r.stdout, name
 
 
 # ------------------------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ CASES = [  # in_domain, B, C, O, Hs, Ws, k, pool, value_dtype, bias, kept_in
     ("spectral", 3, 6, 4, 130, 3, 3, "avg2", "fp16", True, 0.2),
     ("spatial", 5, 3, 6, 10, 9, 3, "max2", "fp32", True, None),
     ("spatial", 2, 2, 18, 8, 8, 5, "none", "fp16", True, None),
+    # a chunk larger than the smallest (2 samples x 16 channels: test_chunk_policy), partial in both
+    ("spectral", 33, 64, 72, 8, 8, 3, "max2", "fp16", True, 0.3),
 ]
 
 
@@ -157,12 +159,33 @@ def test_nonfinite_input_sets_the_sticky_flag(host_lib):
         assert list(y3[:, 3]) == [0, 1, 0]
 
 
-@pytest.mark.parametrize("B", [0, 1, 3, 4, 9])
+def test_chunk_policy():
+    """The hybrid chunk (plan.cpp hyb_chunk, ported as spec_conv.hybrid_chunk): the smallest chunk where
+    the layer is small, a larger one only within 1/8 of the layer's dense fp16 activations, and never
+    more than 4 samples x 16 channels."""
+    from specdeploy.ops import spec_conv as sc
+
+    assert sc.hybrid_chunk(33, 64, 72, 8, 8) == (2, 16)  # the last CASES entry exercises it
+    assert sc.hybrid_chunk(1, 16, 16, 34, 34) == (1, 8)
+    assert sc.hybrid_chunk(1, 3, 5, 8, 8) == (1, 5)
+    for B in (1, 8, 32, 128):
+        for C, O, Hs in ((3, 64, 34), (64, 64, 34), (128, 256, 10), (512, 512, 4)):
+            sb, ot = sc.hybrid_chunk(B, C, O, Hs, Hs)
+            assert 1 <= sb <= min(B, sc.HYB_SAMPLES) and 1 <= ot <= min(O, sc.HYB_CHANNELS)
+            if (sb, ot) != (1, min(O, 8)):
+                F = packed.num_coeffs(Hs, Hs)
+                used = sc._hybrid_chunk_bytes(C, F, min(F, 128), sb, ot)
+                assert used <= B * (C + O) * Hs * Hs * 2 / sc.HYB_BUDGET_DIV
+    assert sc.hybrid_chunk(128, 64, 64, 34, 34) == (4, 16)
+
+
+@pytest.mark.parametrize("B", [0, 1, 3, 4, 9, 32])
 @pytest.mark.parametrize("case", [("spectral", 5, 20, 9, 7, 3, "max2", "fp16"), ("spectral", 3, 8, 6, 6, 1, "none", "fp32"),
+                                  ("spectral", 64, 64, 34, 34, 3, "max2", "fp16"), ("spectral", 64, 72, 8, 8, 3, "none", "fp32"),
                                   ("spatial", 3, 40, 10, 10, 3, "avg2", "fp32"), ("spatial", 1, 6, 34, 34, 5, "none", "fp16")])
 def test_planner_declares_the_hybrid_workspace(host_lib, B, case):
     """The planner's port (specdeploy.ops.spec_conv.workspace) equals sd_spec_conv_workspace_size for the
-    hybrid block too (pool twiddles, chunk buffers of min(B, 4) samples x min(O, 16) channels)."""
+    hybrid block too (pool twiddles, the chunk buffers of the chunk hybrid_chunk chooses)."""
     in_domain, C, O, Hs, Ws, k, pool, vd = case
     attrs = dict(in_domain=in_domain, C=C, Hs=Hs, Ws=Ws, k=k, activation="relu", pool=pool, value_dtype=vd)
     extra = dict(H=Hs - k + 1, W=Ws - k + 1) if in_domain == "spatial" else dict(
@@ -170,7 +193,7 @@ def test_planner_declares_the_hybrid_workspace(host_lib, B, case):
     p = native.conv_params(O=O, beta=0.5, capacity=1, **attrs, **extra)
     assert host_lib.spec_conv_workspace_size(p, B) == memory.declared_workspace("SpecConv", attrs, B, O)
     paper = native.conv_params(O=O, beta=0.5, capacity=1, **{**attrs, "activation": "tanh", "pool": "none"}, **extra)
-    if B > 0:  # the chunk buffers, bounded by the chunk: the same at batch 4 and 9 beyond the pipeline words
+    if B > 0:  # the chunk buffers
         extra_bytes = host_lib.spec_conv_workspace_size(p, B) - host_lib.spec_conv_workspace_size(paper, B)
         assert extra_bytes > 0
 

@@ -54,19 +54,17 @@ __global__ void k_rfft_cols(sd_cf* X, int32_t H, int32_t Hs, int32_t Wh, int32_t
 struct HybArgs {
     sd_conv_producer in;
     sd_pipe a;
-    int32_t mode, s0, ns, o0, no, b; /* chunk: samples s0.., channels o0.., input block b */
-    int32_t sb, ot, k, centre, split, pool;
+    int32_t mode, s0, ns, o0, no, b, tap; /* chunk: samples s0.., channels o0.., frequency tile b, kernel tap */
+    int32_t sb, ot, nf, k, centre, split, pool;
     int32_t C, F, Hs, Ws, Wh, oHs, oWs, oWh, oF;
-    int64_t ldg;
+    int64_t ldg; /* sb * 2 * nf: columns of Xt and G */
     float bias_scale, fft_scale, out_scale;
     const float* w;
     const float* bias;
-    void* Wt;
     void* Xt;
     float* G;
-    sd_cf* Y;
-    sd_cf* A;
-    float* sp;
+    sd_cf* Y; /* spectrum, then the spatial map, then Z [sb][ot][oF] (spec_conv_host.cpp) */
+    sd_cf* A; /* inverse column stage, then the forward row stage */
     const sd_cf* twH2;
     const sd_cf* twW2;
 };
@@ -81,38 +79,32 @@ __device__ __forceinline__ bool hyb_any(const HybArgs& h) {
     return false;
 }
 
-/* weight tile: Wt[(ol*kk + tap) * C + c] = w[o0 + ol, c, tap] (read coalesced along tap/c) */
-__global__ void k_hyb_wt(const __grid_constant__ HybArgs h) {
-    const int64_t kk = (int64_t)h.k * h.k, n = (int64_t)h.no * h.C * kk;
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n || !hyb_any(h)) return;
-    const int32_t tap = (int32_t)(i % kk);
-    const int64_t t = i / kk;
-    const int32_t c = (int32_t)(t % h.C);
-    const int32_t ol = (int32_t)(t / h.C);
-    sd_gemm_store(h.Wt, ((int64_t)ol * kk + tap) * h.C + c, n, h.split, h.w[i + (int64_t)h.o0 * h.C * kk]);
+/* The GEMM's A operand in place: w[o0 + m, c, tap] (no weight tile in the workspace). */
+__device__ __forceinline__ float hyb_weight(const HybArgs& h, int32_t m, int32_t c) {
+    const int64_t kk = (int64_t)h.k * h.k;
+    return h.w[((int64_t)(h.o0 + m) * h.C + c) * kk + h.tap];
 }
 
-/* input tile of block b: Xt[c * ldg + (sl*128 + fl)*2 + {0,1}]; zeros past F and for skipped samples */
+/* input tile of frequency tile b: Xt[c * ldg + (sl*nf + fl)*2 + {0,1}]; zeros past F and for skipped samples */
 __global__ void k_hyb_xt(const __grid_constant__ HybArgs h) {
-    const int64_t n = (int64_t)h.C * h.sb * SD_BLOCK_F;
+    const int64_t n = (int64_t)h.C * h.sb * h.nf;
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const int32_t fl = (int32_t)(i % SD_BLOCK_F);
-    const int64_t t = i / SD_BLOCK_F;
+    const int32_t fl = (int32_t)(i % h.nf);
+    const int64_t t = i / h.nf;
     const int32_t sl = (int32_t)(t % h.sb);
     const int32_t c = (int32_t)(t / h.sb);
-    const int32_t f = h.b * SD_BLOCK_F + fl;
+    const int32_t f = h.b * h.nf + fl;
     sd_cf x = sd_cf_zero();
     if (hyb_wants(h, sl) && f < h.F) x = h.in.input(h.s0 + sl, c, f);
-    const int64_t j = (int64_t)c * h.ldg + ((int64_t)sl * SD_BLOCK_F + fl) * 2;
+    const int64_t j = (int64_t)c * h.ldg + ((int64_t)sl * h.nf + fl) * 2;
     const int64_t nx = (int64_t)h.C * h.ldg; /* elements of the Xt matrix (lo half offset) */
     sd_gemm_store(h.Xt, j, nx, h.split, x.re);
     sd_gemm_store(h.Xt, j + 1, nx, h.split, x.im);
 }
 
-/* G[M][ldg] = Wt[M][K] Xt[K][ldg] over the first N columns, fp16 values: each operand is a hi + lo pair
- * of fp16 matrices (sd_gemm_store; lo at +M*K resp. +K*ldg halves), and G = hi*hi + hi*lo + lo*hi on
+/* G[M][ldg] = W_tap[M][K] Xt[K][ldg] over the first N columns, fp16 values: each operand is a hi + lo pair
+ * of fp16 values (Xt: sd_gemm_store, lo at +K*ldg halves; W_tap: split as it is loaded from w), and G = hi*hi + hi*lo + lo*hi on
  * the tensor cores (WMMA 16x16x16, fp32 accumulation): about fp32 precision at 3 MMAs per step. A 64x64
  * tile per block of 4 warps (2x2 warps of 2x2 fragments). The host sums the same products in fp32 in
  * c order: the two differ by summation order only (DESIGN §7: masks agree up to a relative 1e-3 of
@@ -124,9 +116,8 @@ __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ Hy
     __shared__ __align__(32) __half Bs[2][kGK][kGT + 8];
     __shared__ __align__(32) float Cs[4][16][16 + 4];
     if (!hyb_any(h)) return;
-    const __half* Wt = (const __half*)h.Wt;
     const __half* Xt = (const __half*)h.Xt;
-    const int64_t wlo = (int64_t)M * K, xlo = (int64_t)K * h.ldg;
+    const int64_t xlo = (int64_t)K * h.ldg;
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
@@ -140,10 +131,10 @@ __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ Hy
         for (int i = threadIdx.x; i < kGT * kGK; i += blockDim.x) {
             const int r = i / kGK, c = i % kGK;
             const int32_t gm = m0 + r, gk = k0 + c;
-            const bool in = gm < M && gk < K;
-            const int64_t at = (int64_t)gm * K + gk;
-            As[0][r][c] = in ? Wt[at] : zero;
-            As[1][r][c] = in ? Wt[wlo + at] : zero;
+            const float v = (gm < M && gk < K) ? hyb_weight(h, gm, gk) : 0.0f;
+            const uint16_t hi = sd_f32_to_f16(v); /* the pair sd_gemm_store writes */
+            As[0][r][c] = __ushort_as_half(hi);
+            As[1][r][c] = __ushort_as_half(sd_f32_to_f16(sd_fadd(v, -sd_f16_to_f32(hi))));
         }
         for (int i = threadIdx.x; i < kGK * kGT; i += blockDim.x) {
             const int r = i / kGT, c = i % kGT;
@@ -196,16 +187,15 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
     __shared__ float As[16][kGT + 1];
     __shared__ float Bs[16][kGT];
     if (!hyb_any(h)) return;
-    const float* Wt = (const float*)h.Wt;
     const float* Xt = (const float*)h.Xt;
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     float acc[4][4] = {};
     for (int32_t k0 = 0; k0 < K; k0 += 16) {
         for (int i = threadIdx.x; i < 16 * kGT; i += 256) {
-            const int r = i / 16, c = i % 16; /* As[k][m] = Wt[m0 + r][k0 + c] */
+            const int r = i / 16, c = i % 16; /* As[k][m] = w[o0 + m0 + r, k0 + c, tap] */
             const int32_t gm = m0 + r, gk = k0 + c;
-            As[c][r] = (gm < M && gk < K) ? Wt[(int64_t)gm * K + gk] : 0.0f;
+            As[c][r] = (gm < M && gk < K) ? hyb_weight(h, gm, gk) : 0.0f;
             const int rb = i / kGT, cb = i % kGT;
             const int32_t gk2 = k0 + rb, gn = n0 + cb;
             Bs[rb][cb] = (gk2 < K && gn < N) ? Xt[(int64_t)gk2 * h.ldg + gn] : 0.0f;
@@ -234,25 +224,27 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
         }
 }
 
-/* Y of block b: one thread per (sl, ol, fl) */
-__global__ void k_hyb_combine(const __grid_constant__ HybArgs h) {
-    const int64_t n = (int64_t)h.ns * h.no * SD_BLOCK_F;
+/* One tap's contribution to Y over frequency tile b: one thread per (sl, ol, fl) */
+__global__ void k_hyb_accum(const __grid_constant__ HybArgs h) {
+    const int64_t n = (int64_t)h.ns * h.no * h.nf;
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const int32_t fl = (int32_t)(i % SD_BLOCK_F);
-    const int64_t t = i / SD_BLOCK_F;
+    const int32_t fl = (int32_t)(i % h.nf);
+    const int64_t t = i / h.nf;
     const int32_t ol = (int32_t)(t % h.no);
     const int32_t sl = (int32_t)(t / h.no);
-    const int32_t f = h.b * SD_BLOCK_F + fl;
+    const int32_t f = h.b * h.nf + fl;
     if (f >= h.F || !hyb_wants(h, sl)) return;
     const uint32_t p = (uint32_t)(f / h.Wh), q = (uint32_t)(f - (int32_t)p * h.Wh);
-    sd_cf y = sd_hyb_combine(h.G, h.ldg, (int64_t)ol * h.k * h.k, ((int64_t)sl * SD_BLOCK_F + fl) * 2, p, q, (uint32_t)h.Hs,
-                             (uint32_t)h.Ws, h.k, h.centre, h.in.twH, h.in.twW);
-    if (f == 0 && h.bias != nullptr) y.re = sd_fadd(y.re, sd_fmul(h.bias[h.o0 + ol], h.bias_scale));
-    h.Y[((int64_t)sl * h.ot + ol) * h.F + f] = y;
+    const int32_t u = h.tap / h.k, v = h.tap - u * h.k;
+    const sd_cf T = sd_hyb_tap_twiddle(p, q, u, v, h.centre, (uint32_t)h.Hs, (uint32_t)h.Ws, h.in.twH, h.in.twW);
+    sd_cf* y = h.Y + ((int64_t)sl * h.ot + ol) * h.F + f;
+    *y = sd_hyb_accumulate(*y, h.tap, h.G + (int64_t)ol * h.ldg + ((int64_t)sl * h.nf + fl) * 2, T, f == 0,
+                           h.bias ? h.bias + h.o0 + ol : nullptr, h.bias_scale);
 }
 
-/* The four DFT stages, one thread per output element of every (sl, ol) plane of the chunk. */
+/* The four DFT stages, one thread per output element of every (sl, ol) plane of the chunk, over the two
+ * plane buffers: Y -> A, A -> Y (spatial map), Y -> A (pooled forward rows), A -> Y (Z, compact). */
 __global__ void k_hyb_inv_col(const __grid_constant__ HybArgs h) {
     const int64_t per = (int64_t)h.Hs * h.Wh, n = (int64_t)h.ns * h.no * per;
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -274,7 +266,8 @@ __global__ void k_hyb_inv_row(const __grid_constant__ HybArgs h) {
     if (!hyb_wants(h, sl)) return;
     const int64_t pl = (int64_t)sl * h.ot + ol;
     const int32_t u = (int32_t)(e / h.Ws), v = (int32_t)(e % h.Ws);
-    h.sp[pl * per + e] = sd_hyb_inv_row(h.A + pl * h.F + (int64_t)u * h.Wh, h.Ws, h.Wh, (uint32_t)v, h.in.twW, h.fft_scale);
+    float* sp = (float*)(h.Y + pl * h.F);
+    sp[e] = sd_hyb_inv_row(h.A + pl * h.F + (int64_t)u * h.Wh, h.Ws, h.Wh, (uint32_t)v, h.in.twW, h.fft_scale);
 }
 
 __global__ void k_hyb_fwd_row(const __grid_constant__ HybArgs h) {
@@ -286,7 +279,7 @@ __global__ void k_hyb_fwd_row(const __grid_constant__ HybArgs h) {
     if (!hyb_wants(h, sl)) return;
     const int64_t pl = (int64_t)sl * h.ot + ol;
     const int32_t u2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e % h.oWh);
-    h.Y[pl * h.F + e] = sd_hyb_fwd_row(h.sp + pl * h.Hs * h.Ws, h.Hs, h.Ws, h.pool, h.oWs, u2, (uint32_t)q2, h.twW2);
+    h.A[pl * h.F + e] = sd_hyb_fwd_row((const float*)(h.Y + pl * h.F), h.Hs, h.Ws, h.pool, h.oWs, u2, (uint32_t)q2, h.twW2);
 }
 
 __global__ void k_hyb_fwd_col(const __grid_constant__ HybArgs h) {
@@ -298,7 +291,7 @@ __global__ void k_hyb_fwd_col(const __grid_constant__ HybArgs h) {
     if (!hyb_wants(h, sl)) return;
     const int64_t pl = (int64_t)sl * h.ot + ol;
     const int32_t p2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e % h.oWh);
-    h.A[pl * h.oF + e] = sd_hyb_fwd_col(h.Y + pl * h.F, h.oHs, h.oWh, (uint32_t)p2, q2, h.twH2, h.out_scale);
+    h.Y[pl * h.oF + e] = sd_hyb_fwd_col(h.A + pl * h.F, h.oHs, h.oWh, (uint32_t)p2, q2, h.twH2, h.out_scale);
 }
 
 inline unsigned grid_of(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
@@ -315,18 +308,20 @@ struct DevHybPrep {
         h.ns = r.ns;
         h.o0 = r.og0 * sd_conv_producer::OT;
         h.no = (h.a.Cout - h.o0) < h.ot ? (h.a.Cout - h.o0) : h.ot;
-        const int32_t kk = h.k * h.k, M = kk * h.no, N = h.ns * 2 * SD_BLOCK_F;
-        k_hyb_wt<<<grid_of((int64_t)M * h.C, 256), 256, 0, st>>>(h);
-        const int32_t NBin = sd_num_blocks(h.F);
-        for (int32_t b = 0; b < NBin; ++b) {
+        const int32_t kk = h.k * h.k, M = h.no, N = h.ns * 2 * h.nf;
+        const int32_t NB = (h.F + h.nf - 1) / h.nf;
+        const dim3 g((unsigned)((N + kGT - 1) / kGT), (unsigned)((M + kGT - 1) / kGT));
+        for (int32_t b = 0; b < NB; ++b) {
             h.b = b;
-            k_hyb_xt<<<grid_of((int64_t)h.C * h.sb * SD_BLOCK_F, 256), 256, 0, st>>>(h);
-            const dim3 g((unsigned)((N + kGT - 1) / kGT), (unsigned)((M + kGT - 1) / kGT));
-            if (h.split)
-                k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
-            else
-                k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
-            k_hyb_combine<<<grid_of((int64_t)h.ns * h.no * SD_BLOCK_F, 128), 128, 0, st>>>(h);
+            k_hyb_xt<<<grid_of((int64_t)h.C * h.sb * h.nf, 256), 256, 0, st>>>(h);
+            for (int32_t tap = 0; tap < kk; ++tap) {
+                h.tap = tap;
+                if (h.split)
+                    k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
+                else
+                    k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
+                k_hyb_accum<<<grid_of((int64_t)h.ns * h.no * h.nf, 128), 128, 0, st>>>(h);
+            }
         }
         const int64_t planes = (int64_t)h.ns * h.no;
         k_hyb_inv_col<<<grid_of(planes * h.F, 128), 128, 0, st>>>(h);
@@ -397,18 +392,17 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
         h.oWs = P.oWs;
         h.oWh = P.oWh;
         h.oF = P.oF;
-        h.ldg = (int64_t)P.hyb_sb * 2 * SD_BLOCK_F;
+        h.nf = P.hyb_nf;
+        h.ldg = (int64_t)P.hyb_sb * 2 * P.hyb_nf;
         h.bias_scale = P.bias_scale;
         h.fft_scale = P.fft_scale;
         h.out_scale = P.out_scale;
         h.w = w;
         h.bias = P.has_bias ? b : nullptr;
-        h.Wt = base + P.h_wt;
         h.Xt = base + P.h_xt;
         h.G = (float*)(base + P.h_g);
         h.Y = (sd_cf*)(base + P.h_y);
         h.A = (sd_cf*)(base + P.h_a);
-        h.sp = (float*)(base + P.h_sp);
         h.twH2 = twH2;
         h.twW2 = twW2;
         const sd_hyb_producer hp = sd_hyb_setup(P, workspace, prod);

@@ -212,10 +212,12 @@ struct sd_conv_producer {
 };
 
 /* ---------------------------------------------------------------------------------------------- */
-/* The hybrid block (activation RELU, DESIGN §2b), per chunk of samples x output channels:          */
-/*   G[(o, tap), (s, f)] = sum_c w[o, c, tap] X[c, (s, f)]     one real GEMM per block of 128 f     */
-/*   Y[o, f] = sum_u T_H(p, u) sum_v T_W(q, v) G[(o, (u, v)), f]  (+ bias on DC)                     */
-/*   y = relu(irfft2(Y)), pooled, Z = rfft2(pooled): direct DFTs over twiddle tables                 */
+/* The hybrid block (activation RELU, DESIGN §2b), per chunk of samples x output channels (plan.h): */
+/*   per tile of nf = min(F, 128) frequencies and per kernel tap (u, v):                             */
+/*     G[o, (s, f)] = sum_c w[o, c, u, v] X[c, (s, f)]          one real GEMM (weights read in place)  */
+/*     Y[o, f] += T_H(p, u) T_W(q, v) G[o, f]                    (+ bias on DC at the first tap)       */
+/*   y = relu(irfft2(Y)), pooled, Z = rfft2(pooled): direct DFTs over twiddle tables, two planes of   */
+/*   F complex per (sample, channel) (spec_conv_host.cpp: which stage lives where)                    */
 /* GEMM operands are fp32 (the GPU runs fp16 values' GEMMs on tensor cores as hi + lo fp16 pairs); */
 /* everything after the GEMM is the same SD_HD code on host and device.                             */
 
@@ -236,31 +238,21 @@ SD_HD inline void sd_gemm_store(void* buf, int64_t i, int64_t n, int32_t split, 
 /* (a * b) mod n for a, b < 2^31 */
 SD_HD inline uint32_t sd_mulmod(uint32_t a, uint32_t b, uint32_t n) { return (uint32_t)(((uint64_t)a * b) % n); }
 
-/* Y at (p, q) from the GEMM rows of one output channel: g(tap) = (G[row0 + tap][col], G[..][col + 1]).
- * T_H(p, u) = e^{-2 pi i p (u - centre) / Hs}, T_W likewise (centre k//2: the centred kernel of a
- * spectral input; 0: the zero-padded full convolution of a spatial one). */
-SD_HD inline sd_cf sd_hyb_combine(const float* G, int64_t ldg, int64_t row0, int64_t col, uint32_t p, uint32_t q,
-                                  uint32_t Hs, uint32_t Ws, int32_t k, int32_t centre, const sd_cf* twH,
-                                  const sd_cf* twW) {
-    const uint32_t iu0 = (Hs - sd_mulmod(p, (uint32_t)centre, Hs)) % Hs;
-    const uint32_t iv0 = (Ws - sd_mulmod(q, (uint32_t)centre, Ws)) % Ws;
-    sd_cf K = sd_cf_zero();
-    uint32_t iu = iu0;
-    for (int32_t u = 0; u < k; ++u) {
-        sd_cf r = sd_cf_zero();
-        uint32_t iv = iv0;
-        const float* g = G + (row0 + (int64_t)u * k) * ldg + col;
-        for (int32_t v = 0; v < k; ++v) {
-            r = sd_cmac(r, sd_cf_make(g[0], g[1]), twW[iv]);
-            g += ldg;
-            iv += q;
-            if (iv >= Ws) iv -= Ws;
-        }
-        K = sd_cmac(K, r, twH[iu]);
-        iu += p;
-        if (iu >= Hs) iu -= Hs;
-    }
-    return K;
+/* The twiddle of tap (u, v) at frequency (p, q): T_H(p, u) T_W(q, v) with T_H(p, u) = e^{-2 pi i p (u -
+ * centre) / Hs}, T_W likewise (centre k//2: the centred kernel of a spectral input; 0: the zero-padded
+ * full convolution of a spatial one). Hs, Ws > centre (plan: k <= Hs, Ws). */
+SD_HD inline sd_cf sd_hyb_tap_twiddle(uint32_t p, uint32_t q, int32_t u, int32_t v, int32_t centre, uint32_t Hs,
+                                      uint32_t Ws, const sd_cf* twH, const sd_cf* twW) {
+    const uint32_t uu = ((uint32_t)u + Hs - (uint32_t)centre) % Hs, vv = ((uint32_t)v + Ws - (uint32_t)centre) % Ws;
+    return sd_cmac(sd_cf_zero(), twH[sd_mulmod(p, uu, Hs)], twW[sd_mulmod(q, vv, Ws)]);
+}
+
+/* One tap's contribution to Y at (s, o, f): y (+)= T * (G[o][(s*nf + fl)*2], G[..+1]); the first tap
+ * starts from the bias on DC (bias * sqrt(Hs*Ws), as the paper block) or zero. */
+SD_HD inline sd_cf sd_hyb_accumulate(sd_cf y, int32_t tap, const float* g, sd_cf T, bool dc, const float* bias_o,
+                                     float bias_scale) {
+    if (tap == 0) y = sd_cf_make(dc && bias_o ? sd_fmul(*bias_o, bias_scale) : 0.0f, 0.0f);
+    return sd_cmac(y, sd_cf_make(g[0], g[1]), T);
 }
 
 /* Inverse DFT along p: A[u, q] = sum_p Y[p, q] e^{+2 pi i p u / Hs} (Y, A: one plane [Hs][Wh]). */
@@ -402,7 +394,7 @@ inline void sd_conv_setup(const sd::ConvPlan& P, const void* x, const float* w, 
 inline sd_hyb_producer sd_hyb_setup(const sd::ConvPlan& P, void* workspace, const sd_conv_producer& in) {
     sd_hyb_producer h;
     h.in = in;
-    h.Z = (const sd_cf*)(sd::ws_base(workspace) + P.h_a);
+    h.Z = (const sd_cf*)(sd::ws_base(workspace) + P.h_y);
     h.sb = P.hyb_sb;
     h.ot = P.hyb_ot;
     h.oF = P.oF;

@@ -21,87 +21,84 @@ struct HostHybPrep {
         const sd::ConvPlan& p = *P;
         const int32_t o0 = r.og0 * sd_conv_producer::OT;
         const int32_t no = (p.O - o0) < p.hyb_ot ? (p.O - o0) : p.hyb_ot;
-        const int32_t k = p.k, kk = k * k; /* fp32 operands (the GPU's split GEMM keeps ~fp32 precision) */
-        const int64_t rows = (int64_t)kk * no, ldg = (int64_t)p.hyb_sb * 2 * SD_BLOCK_F;
-        float* Wt = (float*)(base + p.h_wt);
+        const int32_t k = p.k, kk = k * k, nf = p.hyb_nf; /* fp32 operands (the GPU's split GEMM keeps ~fp32) */
+        const int64_t ldg = (int64_t)p.hyb_sb * 2 * nf;
         float* Xt = (float*)(base + p.h_xt);
         float* G = (float*)(base + p.h_g);
-        sd_cf* Y = (sd_cf*)(base + p.h_y);
-        sd_cf* A = (sd_cf*)(base + p.h_a);
-        float* sp = (float*)(base + p.h_sp);
+        sd_cf* Y = (sd_cf*)(base + p.h_y); /* spectrum, then the spatial map, then Z [sb][ot][oF] */
+        sd_cf* A = (sd_cf*)(base + p.h_a); /* inverse column stage, then the forward row stage */
         const sd_cf* twH = in->twH;
         const sd_cf* twW = in->twW;
         const sd_cf* twH2 = p.pool != SD_POOL_NONE ? (const sd_cf*)(base + p.tw_h2) : twH;
         const sd_cf* twW2 = p.pool != SD_POOL_NONE ? (const sd_cf*)(base + p.tw_w2) : twW;
         bool want[sd::kHybSamples];
         for (int32_t sl = 0; sl < r.ns; ++sl) want[sl] = sd_pass_wants(*a, mode, r.s0 + sl);
-        /* weight tile: row (o, tap), column c */
-        for (int32_t ol = 0; ol < no; ++ol)
-            for (int32_t tap = 0; tap < kk; ++tap)
-                for (int32_t c = 0; c < p.C; ++c)
-                    Wt[((int64_t)ol * kk + tap) * p.C + c] = w[((int64_t)(o0 + ol) * p.C + c) * kk + tap];
-        const int32_t NBin = sd_num_blocks(p.F);
-        for (int32_t b = 0; b < NBin; ++b) {
-            /* input tile: X[c, (s, f)] of this block, re/im interleaved; zeros past F */
+        const int32_t NB = (p.F + nf - 1) / nf;
+        for (int32_t b = 0; b < NB; ++b) {
+            /* input tile: X[c, (s, f)] of this frequency tile, re/im interleaved; zeros past F */
             for (int32_t c = 0; c < p.C; ++c)
                 for (int32_t sl = 0; sl < p.hyb_sb; ++sl)
-                    for (int32_t fl = 0; fl < SD_BLOCK_F; ++fl) {
-                        const int32_t f = b * SD_BLOCK_F + fl;
+                    for (int32_t fl = 0; fl < nf; ++fl) {
+                        const int32_t f = b * nf + fl;
                         sd_cf x = sd_cf_zero();
                         if (sl < r.ns && want[sl] && f < p.F) x = in->input(r.s0 + sl, c, f);
-                        const int64_t i = (int64_t)c * ldg + ((int64_t)sl * SD_BLOCK_F + fl) * 2;
+                        const int64_t i = (int64_t)c * ldg + ((int64_t)sl * nf + fl) * 2;
                         Xt[i] = x.re;
                         Xt[i + 1] = x.im;
                     }
-            /* G = Wt Xt: fp32 accumulation over c in order (c outer, so the rows of Xt are read contiguously;
-             * each element still sums c = 0, 1, ... with one rounding per FMA) */
-            const int64_t ncols = (int64_t)r.ns * 2 * SD_BLOCK_F;
-            for (int64_t row = 0; row < rows; ++row) {
-                float* g = G + row * ldg;
-                for (int64_t n = 0; n < ncols; ++n) g[n] = 0.0f;
-                for (int32_t c = 0; c < p.C; ++c) {
-                    const float wv = Wt[row * p.C + c];
-                    const int64_t x0 = (int64_t)c * ldg;
-                    for (int64_t n = 0; n < ncols; ++n) g[n] = sd_fma(wv, Xt[x0 + n], g[n]);
+            const int64_t ncols = (int64_t)r.ns * 2 * nf;
+            for (int32_t tap = 0; tap < kk; ++tap) {
+                /* G = w[:, :, tap] Xt: fp32 accumulation over c in order (c outer, so the rows of Xt are read
+                 * contiguously; each element still sums c = 0, 1, ... with one rounding per FMA) */
+                for (int32_t ol = 0; ol < no; ++ol) {
+                    float* g = G + (int64_t)ol * ldg;
+                    const float* wo = w + (int64_t)(o0 + ol) * p.C * kk + tap;
+                    for (int64_t n = 0; n < ncols; ++n) g[n] = 0.0f;
+                    for (int32_t c = 0; c < p.C; ++c) {
+                        const float wv = wo[(int64_t)c * kk];
+                        const int64_t x0 = (int64_t)c * ldg;
+                        for (int64_t n = 0; n < ncols; ++n) g[n] = sd_fma(wv, Xt[x0 + n], g[n]);
+                    }
+                }
+                const int32_t u = tap / k, v = tap - u * k;
+                for (int32_t sl = 0; sl < r.ns; ++sl) {
+                    if (!want[sl]) continue;
+                    for (int32_t ol = 0; ol < no; ++ol)
+                        for (int32_t fl = 0; fl < nf; ++fl) {
+                            const int32_t f = b * nf + fl;
+                            if (f >= p.F) break;
+                            const uint32_t pp = (uint32_t)(f / p.Wh), q = (uint32_t)(f - (int32_t)pp * p.Wh);
+                            const sd_cf T = sd_hyb_tap_twiddle(pp, q, u, v, p.centre, (uint32_t)p.Hs, (uint32_t)p.Ws, twH, twW);
+                            sd_cf* y = Y + ((int64_t)sl * p.hyb_ot + ol) * p.F + f;
+                            *y = sd_hyb_accumulate(*y, tap, G + (int64_t)ol * ldg + ((int64_t)sl * nf + fl) * 2, T, f == 0,
+                                                   bias ? bias + o0 + ol : nullptr, p.bias_scale);
+                        }
                 }
             }
-            /* Y of this block */
-            for (int32_t sl = 0; sl < r.ns; ++sl) {
-                if (!want[sl]) continue;
-                for (int32_t ol = 0; ol < no; ++ol)
-                    for (int32_t fl = 0; fl < SD_BLOCK_F; ++fl) {
-                        const int32_t f = b * SD_BLOCK_F + fl;
-                        if (f >= p.F) break;
-                        const uint32_t pp = (uint32_t)(f / p.Wh), q = (uint32_t)(f - (int32_t)pp * p.Wh);
-                        sd_cf y = sd_hyb_combine(G, ldg, (int64_t)ol * kk, ((int64_t)sl * SD_BLOCK_F + fl) * 2, pp, q,
-                                                 (uint32_t)p.Hs, (uint32_t)p.Ws, k, p.centre, twH, twW);
-                        if (f == 0 && p.has_bias) y.re = sd_fadd(y.re, sd_fmul(bias[o0 + ol], p.bias_scale));
-                        Y[((int64_t)sl * p.hyb_ot + ol) * p.F + f] = y;
-                    }
-            }
         }
-        /* inverse rfft2 + relu, pool, forward rfft2, per (sample, channel) plane */
+        /* inverse rfft2 + relu, pool, forward rfft2, per (sample, channel) plane, over two planes of F
+         * complex: Y -> A (inverse columns), A -> Y as the spatial map (Hs*Ws floats <= 2F), Y -> A (pool,
+         * forward rows), A -> Y as Z (compact [sb][ot][oF]: plane pl's Z only overlaps planes <= pl,
+         * all consumed by then) */
         for (int32_t sl = 0; sl < r.ns; ++sl) {
             if (!want[sl]) continue;
             for (int32_t ol = 0; ol < no; ++ol) {
                 const int64_t pl = (int64_t)sl * p.hyb_ot + ol;
-                sd_cf* Yp = Y + pl * p.F;
+                const sd_cf* Yp = Y + pl * p.F;
                 sd_cf* Ap = A + pl * p.F;
-                float* spp = sp + pl * p.Hs * p.Ws;
+                float* spp = (float*)(Y + pl * p.F);
                 for (int32_t u = 0; u < p.Hs; ++u)
                     for (int32_t q = 0; q < p.Wh; ++q) Ap[(int64_t)u * p.Wh + q] = sd_hyb_inv_col(Yp, p.Hs, p.Wh, (uint32_t)u, q, twH);
                 for (int32_t u = 0; u < p.Hs; ++u)
                     for (int32_t v = 0; v < p.Ws; ++v)
                         spp[(int64_t)u * p.Ws + v] = sd_hyb_inv_row(Ap + (int64_t)u * p.Wh, p.Ws, p.Wh, (uint32_t)v, twW, p.fft_scale);
-                sd_cf* Bq = Yp; /* Y is consumed: its plane holds the forward row stage */
+                sd_cf* Bq = Ap; /* A is consumed: its plane holds the forward row stage */
                 for (int32_t u2 = 0; u2 < p.oHs; ++u2)
                     for (int32_t q2 = 0; q2 < p.oWh; ++q2)
                         Bq[(int64_t)u2 * p.oWh + q2] = sd_hyb_fwd_row(spp, p.Hs, p.Ws, p.pool, p.oWs, u2, (uint32_t)q2, twW2);
-                /* the producer's Z, [sb][ot][oF] over the A region (its planes are consumed) */
                 for (int32_t p2 = 0; p2 < p.oHs; ++p2)
                     for (int32_t q2 = 0; q2 < p.oWh; ++q2)
-                        A[pl * p.oF + (int64_t)p2 * p.oWh + q2] =
-                            sd_hyb_fwd_col(Bq, p.oHs, p.oWh, (uint32_t)p2, q2, twH2, p.out_scale);
+                        Y[pl * p.oF + (int64_t)p2 * p.oWh + q2] = sd_hyb_fwd_col(Bq, p.oHs, p.oWh, (uint32_t)p2, q2, twH2, p.out_scale);
             }
         }
     }

@@ -42,7 +42,7 @@ from specdeploy.native.abi import (
     spec_pool,
     spec_to_spatial,
 )
-from specdeploy.native.build import BUILD_LOG, KINDS, PLUGINS_DIR, build, default_build_dir, library_path
+from specdeploy.native.build import BUILD_LOG, CPP_TESTS, KINDS, PLUGINS_DIR, build, default_build_dir, library_path
 from specdeploy.native.errors import (
     SD_ERR_CUDA,
     SD_ERR_INTERNAL,
@@ -63,7 +63,7 @@ from specdeploy.ops.spec_pool import native_params as pool_params
 from specdeploy.ops.spec_to_spatial import native_params as to_spatial_params
 
 __all__ = [
-    "ABI_VERSION", "BUILD_LOG", "FLOAT_TYPE", "INPUT_SPECTRUM", "KINDS", "MAX_CONCAT_INPUTS", "PLUGINS_DIR",
+    "ABI_VERSION", "BUILD_LOG", "CPP_TESTS", "FLOAT_TYPE", "INPUT_SPECTRUM", "KINDS", "MAX_CONCAT_INPUTS", "PLUGINS_DIR",
     "SD_ERR_CUDA", "SD_ERR_INTERNAL", "SD_ERR_INVALID_ARGUMENT", "SD_ERR_UNSUPPORTED", "SD_ERR_WORKSPACE", "SD_OK",
     "STATUS_NAMES", "VALUE_DTYPE",
     "ConcatParams", "ConvParams", "Library", "PoolParams", "ToSpatialParams",

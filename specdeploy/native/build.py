@@ -53,6 +53,10 @@ def build_command_hint(kind: str, build_dir: Path) -> str:
     )
 
 
+#: the C++ test executables of plugins/tests (CMake targets), built with ``sanitize=True``
+CPP_TESTS = ("specdeploy_packed_test", "specdeploy_hybrid_test")
+
+
 def build(
     kind: str = "host",
     build_dir: str | os.PathLike | None = None,
@@ -101,8 +105,8 @@ def build(
             cfg.append(f"-DCMAKE_CUDA_ARCHITECTURES={cuda_architectures}")
     jobs = jobs or os.cpu_count() or 2
     tgts = list(targets) if targets else [_TARGETS[kind]]
-    if sanitize and "specdeploy_packed_test" not in tgts:
-        tgts.append("specdeploy_packed_test")
+    if sanitize:  # the C++ tests of plugins/tests, run under the sanitizers by the test suite
+        tgts += [t for t in CPP_TESTS if t not in tgts]
     bld = [cmake, "--build", str(bdir), "-j", str(jobs), "-v", "--target", *tgts]
     log_path = bdir / BUILD_LOG
     with open(log_path, "w") as log:

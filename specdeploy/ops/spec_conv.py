@@ -36,8 +36,11 @@ DEFAULTS = {"pool": "none"}
 NATIVE_DOMAIN = {"spatial": 0, "spectral": 1}
 NATIVE_ACTIVATION = {"none": 0, "tanh": 1, "relu": 2}
 NATIVE_POOL = {"none": 0, "max2": 1, "avg2": 2}  # sd_pool (activation "relu" only)
-#: the hybrid block's chunk (plan.h kHybSamples, kHybChannels): its dense buffers are sized by it
-HYB_SAMPLES, HYB_CHANNELS = 4, 16
+#: the hybrid block's chunk (plan.h kHybSamples, kHybChannels, kHybBudgetDiv): its dense buffers are
+#: sized by it; the chunk is chosen per layer and batch (``hybrid_chunk``)
+HYB_SAMPLES, HYB_CHANNELS, HYB_BUDGET_DIV = 4, 16, 8
+#: chunk candidates (samples, channels), tried in this order (plan.cpp hyb_chunk)
+HYB_CANDIDATES = ((4, 16), (4, 8), (2, 16), (2, 8), (1, 16), (1, 8))
 INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}
 
 
@@ -146,21 +149,41 @@ def streams_input(O: int, H: int, W: int, k: int) -> bool:
     return -(-O // 8) * (H * W + H) <= 8 * O * (k * k + k + 1)
 
 
+def _hybrid_chunk_bytes(C: int, F: int, nf: int, sb: int, ot: int) -> int:
+    """The chunk's buffers (plan.cpp hyb_chunk_bytes): the input tile ``C x sb*2*nf`` and one tap's GEMM
+    result ``ot x sb*2*nf`` (4-byte elements), and two complex planes of F per (sample, channel)."""
+    cols, planes = sb * 2 * nf, sb * ot
+    return base.align(4 * C * cols) + base.align(4 * ot * cols) + 2 * base.align(base.COMPLEX64 * planes * F)
+
+
+def hybrid_chunk(batch: int, C: int, O: int, Hs: int, Ws: int) -> tuple[int, int]:
+    """(samples, channels) of the hybrid block's chunk (plan.cpp hyb_chunk): the first of HYB_CANDIDATES,
+    clamped to the batch and O, whose buffers fit ``B*(C+O)*Hs*Ws*2 / HYB_BUDGET_DIV`` bytes (a share of
+    the layer's dense fp16 activations, so the workspace never becomes the model's peak where the batch
+    lets it), else ``(1, min(O, 8))``."""
+    F = packed.num_coeffs(Hs, Ws)
+    nf = min(F, 128)
+    budget = batch * (C + O) * Hs * Ws * 2.0 / HYB_BUDGET_DIV
+    if batch >= 1:
+        for s, o in HYB_CANDIDATES:
+            sb, ot = min(s, batch), min(o, O)
+            if _hybrid_chunk_bytes(C, F, nf, sb, ot) <= budget:
+                return sb, ot
+    return 1, min(O, 8)
+
+
 def hybrid_workspace(a: dict[str, Any], batch: int, O: int) -> int:
     """The hybrid block's part of sd_spec_conv_workspace_size (activation "relu", plan.cpp): twiddles of
-    the pooled size, and for a chunk of sb = min(B, 4) samples and ot = min(O, 16) channels the weight
-    tile, the input tile of one packed block, the GEMM result, the spectrum and its inverse stage, and
-    the spatial map (DESIGN §5: bounded by the chunk, never by the whole output)."""
-    Hs, Ws, k, C = int(a["Hs"]), int(a["Ws"]), int(a["k"]), int(a["C"])
+    the pooled size, and the chunk's buffers (``hybrid_chunk``; DESIGN §5: bounded by the chunk, never by
+    the whole output)."""
+    Hs, Ws, C = int(a["Hs"]), int(a["Ws"]), int(a["C"])
     ws = 0
     if a.get("pool", "none") != "none":
         ws += base.twiddle_workspace((Hs + 1) // 2, (Ws + 1) // 2)
     if batch > 0:
-        sb, ot = min(batch, HYB_SAMPLES), min(int(O), HYB_CHANNELS)
-        e = 4  # GEMM operands: fp32, or a hi + lo pair of fp16 on the GPU's tensor cores
-        kk, F, cols = k * k, packed.num_coeffs(Hs, Ws), sb * 2 * 128
-        ws += (base.align(e * kk * ot * C) + base.align(e * C * cols) + base.align(4 * kk * ot * cols)
-               + 2 * base.align(base.COMPLEX64 * sb * ot * F) + base.align(4 * sb * ot * Hs * Ws))
+        F = packed.num_coeffs(Hs, Ws)
+        sb, ot = hybrid_chunk(batch, C, int(O), Hs, Ws)
+        ws += _hybrid_chunk_bytes(C, F, min(F, 128), sb, ot)
     return ws
 
 

@@ -46,6 +46,33 @@ void plan_twiddle_ws(WsBuilder& wb, int32_t Hs, int32_t Ws, size_t* tw_h, size_t
     *tw_w = wb.take(sizeof(sd_cf) * (size_t)Ws);
 }
 
+/* The hybrid chunk's buffers (ConvPlan h_xt, h_g, h_y, h_a) in bytes, each aligned as WsBuilder takes it. */
+double hyb_chunk_bytes(int32_t C, int32_t F, int32_t nf, int32_t sb, int32_t ot) {
+    const size_t cols = (size_t)sb * 2 * nf, planes = (size_t)sb * ot;
+    return (double)(align_up(sizeof(float) * (size_t)C * cols) + align_up(sizeof(float) * (size_t)ot * cols) +
+                    2 * align_up(sizeof(sd_cf) * planes * (size_t)F));
+}
+
+/* The hybrid chunk (plan.h): the largest sb x ot of (4|2|1) x (16|8), clamped to B and O, whose buffers
+ * fit B * (C + O) * Hs * Ws * 2 / kHybBudgetDiv bytes; else 1 x min(O, 8). Candidates are tried in
+ * the order below (more samples first: a wider GEMM for the same channels). */
+void hyb_chunk(int32_t B, int32_t C, int32_t O, int32_t Hs, int32_t Ws, int32_t F, int32_t nf, int32_t* sb,
+               int32_t* ot) {
+    static const int32_t cand[6][2] = {{4, 16}, {4, 8}, {2, 16}, {2, 8}, {1, 16}, {1, 8}};
+    const double budget = (double)B * ((double)C + O) * Hs * Ws * 2.0 / kHybBudgetDiv;
+    *sb = 1;
+    *ot = O < 8 ? O : 8;
+    if (B < 1) return;
+    for (const auto& c : cand) {
+        const int32_t s = c[0] < B ? c[0] : B, o = c[1] < O ? c[1] : O;
+        if (hyb_chunk_bytes(C, F, nf, s, o) <= budget) {
+            *sb = s;
+            *ot = o;
+            return;
+        }
+    }
+}
+
 const char* dtype_name(int32_t v) { return v == 0 ? "fp32" : v == 1 ? "fp16" : "?"; }
 
 sd_status check_range(const char* op, const char* attr, int64_t v, int64_t lo, int64_t hi, const char* why = nullptr) {
@@ -219,15 +246,14 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     P.fft_scale = (float)(1.0 / sqrt((double)P.Hs * (double)P.Ws));
     P.out_scale = (float)(1.0 / sqrt((double)P.oHs * (double)P.oWs));
     P.centre = P.hyb && P.in_domain == SD_DOMAIN_SPECTRAL ? P.k / 2 : 0;
-    P.hyb_sb = batch < kHybSamples ? batch : kHybSamples;
-    P.hyb_ot = P.O < kHybChannels ? P.O : kHybChannels;
     P.gemm_split = P.vdt == SD_VALUE_FP16; /* the CUDA GEMM: hi/lo fp16 pairs on tensor cores */
     const double dense = P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in ? (double)batch * P.C * P.F * 8.0 : 0.0;
-    const double kk = (double)P.k * P.k;
-    const double hyb = !P.hyb ? 0.0
-                              : kk * P.hyb_ot * P.C * 4.0 + (double)P.C * P.hyb_sb * 256.0 * 4.0 +
-                                    kk * P.hyb_ot * P.hyb_sb * 256.0 * 4.0 + 2.0 * P.hyb_sb * P.hyb_ot * (double)P.F * 8.0 +
-                                    (double)P.hyb_sb * P.hyb_ot * (double)P.Hs * P.Ws * 4.0;
+    double hyb = 0.0;
+    if (P.hyb) {
+        P.hyb_nf = P.F < SD_BLOCK_F ? P.F : SD_BLOCK_F;
+        hyb_chunk(batch, P.C, P.O, P.Hs, P.Ws, P.F, P.hyb_nf, &P.hyb_sb, &P.hyb_ot);
+        hyb = hyb_chunk_bytes(P.C, P.F, P.hyb_nf, P.hyb_sb, P.hyb_ot);
+    }
     if ((st = bytes_ok(op, dense + hyb + (double)batch * SD_HIST_WORDS * 4.0)) != SD_OK) return st;
     WsBuilder wb;
     plan_pipe_ws(wb, batch, &P.pipe);
@@ -235,14 +261,11 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     if (P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in) P.X = wb.take(sizeof(sd_cf) * (size_t)batch * P.C * P.F);
     if (P.hyb && P.pool != SD_POOL_NONE) plan_twiddle_ws(wb, P.oHs, P.oWs, &P.tw_h2, &P.tw_w2);
     if (P.hyb && batch > 0) {
-        const size_t rows = (size_t)P.k * P.k * P.hyb_ot, cols = (size_t)P.hyb_sb * 2 * SD_BLOCK_F;
-        const size_t chunk = (size_t)P.hyb_sb * P.hyb_ot;
-        P.h_wt = wb.take(sizeof(float) * rows * P.C);
+        const size_t cols = (size_t)P.hyb_sb * 2 * P.hyb_nf, planes = (size_t)P.hyb_sb * P.hyb_ot;
         P.h_xt = wb.take(sizeof(float) * P.C * cols);
-        P.h_g = wb.take(sizeof(float) * rows * cols);
-        P.h_y = wb.take(sizeof(sd_cf) * chunk * P.F);
-        P.h_a = wb.take(sizeof(sd_cf) * chunk * P.F);
-        P.h_sp = wb.take(sizeof(float) * chunk * P.Hs * P.Ws);
+        P.h_g = wb.take(sizeof(float) * P.hyb_ot * cols);
+        P.h_y = wb.take(sizeof(sd_cf) * planes * P.F);
+        P.h_a = wb.take(sizeof(sd_cf) * planes * P.F);
     }
     P.ws_bytes = wb.total();
     *out = P;
