@@ -29,6 +29,13 @@ on what their graphs *need*, not on what an allocator happened to do. The rules 
   write it as float16 (the cuda backend with ``fp16``, and TensorRT, whose plugin offers kHALF).
   The graph input (an fp32 binding), packed tensors (int32 rows, their value width is already in S)
   and the workspace keep their sizes.
+* Conversions: a standard op that computes (not a view, not fused in place) runs in the accounted
+  precision, so a float activation of another dtype that it reads (under fp16 accounting: the fp32
+  graph input or a view of it, e.g. a twin's first Conv) is first converted. The converted copy is a
+  tensor of its own, ``"<input> as <dtype> (step s)"`` (op "Cast"), live at that step only, one per
+  read: what the native backends allocate (the executor's cast, counted as transient bytes of the
+  step); TensorRT inserts the same kind of copy (a reformat) when an fp16 layer reads an fp32 binding.
+  A spectral model's first SpecConv reads the fp32 input itself: no copy.
 
 CLI: ``specdeploy memory MODEL.onnx [--batch B] [--activation-dtype fp32|fp16] [--json F]``.
 Never imports torch.
@@ -39,6 +46,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from specdeploy import liveness, ops
 from specdeploy.liveness import FUSED_ELEMENTWISE, VIEW_OPS
@@ -201,6 +210,8 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
     rows[info.input_name] = TensorRow(info.input_name, GRAPH_INPUT, "input", tensors[info.input_name].shape,  # type: ignore[arg-type]
                                       dtype, nbytes, 0, 0)
     workspace = [0] * len(live.steps)
+    compute = "float16" if activation_dtype == "fp16" else "float32"
+    conversions: set[str] = set()  # the converted copies (module doc, "Conversions"), live at one step
     for st in live.steps:
         s, idx, n = st.pos, st.index, st.node
         spec = spec_by_index.get(idx)
@@ -209,6 +220,15 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
             if ops.REGISTRY[spec.op].weight_inputs:  # the output channels, for a workspace that needs them
                 O = int(weights[spec.inputs[1]].shape[0])  # type: ignore[index]  (read_model: an initializer)
             workspace[s] = declared_workspace(spec.op, spec.attrs, B, O)
+        elif st.alias_of is None:  # a standard op that computes: its float inputs in the compute dtype
+            for x in dict.fromkeys(st.data_inputs):
+                r = rows[x]
+                if r.dtype.startswith("float") and r.dtype != compute:
+                    name = f"{x} as {compute} (step {s})"
+                    reads = st.data_inputs.count(x)  # the executor converts at each read
+                    rows[name] = TensorRow(name, st.name, "Cast", r.shape, compute,
+                                           reads * tensors[x].nbytes(np.dtype(compute).itemsize), s, s)
+                    conversions.add(name)
         for o in n.output:
             if not o:
                 continue
@@ -220,7 +240,8 @@ def plan(model: Any, *, batch: int | None = None, activation_dtype: str = "fp32"
                 nbytes, dtype = size(o)
                 rows[o] = TensorRow(o, st.name, n.op_type, shape, dtype, nbytes, s, s)  # type: ignore[arg-type]
     for name, row in rows.items():
-        row.last = live.last_use[name] if row.alias_of is not None else live.buffer_end[name]
+        if name not in conversions:  # a conversion lives at its reader's step only
+            row.last = live.last_use[name] if row.alias_of is not None else live.buffer_end[name]
     steps: list[StepRow] = []
     for st in live.steps:
         s, n = st.pos, st.node

@@ -103,9 +103,14 @@ def test_fp16_accounting() -> None:
     twin16 = memory.plan(toy.toy_spatial(), batch=B, activation_dtype="fp16")
     inp = B * 8 * 8 * 4
     assert twin32.peak_bytes == inp + B * 4 * 8 * 8 * 4
-    assert twin16.peak_bytes == inp + B * 4 * 8 * 8 * 2  # the input binding stays fp32
+    # the input binding stays fp32; the fp16 Conv reads a float16 copy of it, live at its step only
+    assert twin16.peak_bytes == inp + B * 8 * 8 * 2 + B * 4 * 8 * 8 * 2 and twin16.peak_node == "conv1"
     rows = {t.name: t for t in twin16.tensors}
     assert rows["input"].dtype == "float32" and rows["c1"].dtype == "float16" and rows["logits"].bytes == B * 10 * 2
+    cast = rows["input as float16 (step 0)"]
+    assert (cast.op, cast.producer, cast.dtype, cast.bytes, cast.first, cast.last) == (
+        "Cast", "conv1", "float16", B * 8 * 8 * 2, 0, 0)
+    assert not [t for t in twin32.tensors if t.op == "Cast"]  # fp32 accounting: nothing to convert
     spec16 = memory.plan(toy.toy_spectral(value_dtype="fp16"), batch=B, activation_dtype="fp16")
     rows = {t.name: t for t in spec16.tensors}
     assert rows["p1"].bytes == B * 4 * _rw(4, 10, vd="fp16") and rows["p1"].dtype == "int32"
@@ -113,6 +118,8 @@ def test_fp16_accounting() -> None:
     assert rows["s"].dtype == "float16" and rows["s"].bytes == B * 6 * 25 * 2
     assert rows["h1"].dtype == "float16" and rows["h1"].bytes == B * 16 * 2
     assert spec16.value_dtype == "fp16" and twin16.value_dtype is None
+    # the spectral model's first SpecConv reads the fp32 input itself (no conversion), its head fp16
+    assert not [t for t in spec16.tensors if t.op == "Cast"]
     with pytest.raises(ValueError, match="activation_dtype"):
         memory.plan(toy.toy_spatial(), activation_dtype="int8")
 
@@ -204,6 +211,32 @@ def test_order_of_nodes_in_the_file_does_not_matter() -> None:
 
 
 # ---------------------------------------------------------------------------------- output/CLI
+
+
+def test_fp16_conversions_of_the_fp32_input() -> None:
+    """Under fp16 accounting every computing standard op that reads the fp32 input (directly or
+    through a view) is charged a float16 copy per read at its own step: what the native executor's
+    casts allocate (tests/test_native_backend.py holds the two equal step by step)."""
+    m = _graph([
+        helper.make_node("Flatten", ["input"], ["flat"], name="flatten"),
+        helper.make_node("MatMul", ["flat", "wm"], ["mm"], name="matmul"),
+        helper.make_node("Add", ["flat", "flat"], ["twice"], name="add"),
+        helper.make_node("Relu", ["mm"], ["r"], name="relu"),
+        helper.make_node("Concat", ["r", "twice"], ["out"], name="cat", axis=1),
+    ], {"wm": np.ones((32, 3))}, "out", [1, 35])
+    p16 = memory.plan(m, activation_dtype="fp16")
+    rows = {t.name: t for t in p16.tensors}
+    casts = {t.name: (t.producer, t.bytes, t.first, t.last) for t in p16.tensors if t.op == "Cast"}
+    # the view itself converts nothing; MatMul reads the input once, Add twice; Relu (fused in place)
+    # and Concat read float16 tensors
+    assert casts == {"flat as float16 (step 1)": ("matmul", 32 * 2, 1, 1),
+                     "flat as float16 (step 2)": ("add", 2 * 32 * 2, 2, 2)}
+    assert rows["flat"].alias_of == "input" and rows["flat"].dtype == "float32"
+    inp, mm, twice = 32 * 4, 3 * 2, 32 * 2
+    assert [s.live_bytes for s in p16.steps] == [inp, inp + 64 + mm, inp + 128 + mm + twice, mm + twice,
+                                                 mm + twice + 35 * 2]
+    assert "flat as float16 (step 2)" in p16.steps[2].live
+    assert not [t for t in memory.plan(m).tensors if t.op == "Cast"]
 
 
 def test_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

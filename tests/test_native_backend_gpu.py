@@ -169,6 +169,25 @@ def test_cuda_memory_figures(models: dict, test_images: dict, name: str, kind: s
         print(f"{name} {kind} {mode}: device peak {m['device_peak_bytes']} tracked {tracked} planned {p.peak_bytes}")
 
 
+@pytest.mark.parametrize("kind", ["fp16", "twin"])
+@pytest.mark.parametrize("name", list(SMALL))
+def test_cuda_fp16_activations_follow_the_fp16_plan(models: dict, test_images: dict, name: str, kind: str) -> None:
+    """fp16 standard ops, as bench runs them (issue 14 item 3): the tracked activations equal the plan
+    with ``activation_dtype="fp16"`` step by step at batch 1 and 8 (the twin's float16 copy of the fp32
+    input at its first Conv included), and the allocator's activation peak is never below them."""
+    path = models[(name, kind)]
+    x = _x(models, test_images, name)
+    s = runtime.load(path, "cuda", fp16=True)
+    for b in (1, 8):
+        s.reset_memory()
+        s.run(x[:b])
+        p = memory.plan(path, batch=b, activation_dtype="fp16")
+        assert_steps_follow_plan(s, p, f"{name} {kind} cuda fp16 batch {b}")
+        m = s.memory()
+        assert m["standard_ops_dtype"] == "float16"
+        assert m["activation_peak_bytes"] >= m["tracked_activation_peak_bytes"] >= p.live_peak_bytes
+
+
 def test_cuda_spec_vs_twin_ratio_is_reported(models: dict, test_images: dict) -> None:
     """The goal (docs/kernels.md): measured spec/twin peak ratio near the planned one; printed, not gated."""
     x = _x(models, test_images, "vgg16")

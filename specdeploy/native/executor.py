@@ -266,7 +266,7 @@ class NativeSession(Session):
             xs = [dev.contiguous(args[i]) for i in data]
             dt = dev.dtype(xs[0])
             if dt not in call.accepts:  # e.g. a spatial input of another float type: compute in float32
-                xs[0], dt = dev.cast(xs[0], call.accepts[0]), call.accepts[0]
+                xs[0], dt = self._cast(xs[0], call.accepts[0]), call.accepts[0]
             y = dev.empty((B, *call.out_shape), call.out_dtype)
             try:
                 call.run(B, [dev.ptr(x) for x in xs], dt, dev.ptr(y), ws.ptr, ws.nbytes, dev.stream())
@@ -278,12 +278,17 @@ class NativeSession(Session):
 
     # -- standard ops -----------------------------------------------------------------------------
 
+    def _cast(self, t: Any, dtype: str) -> Any:
+        """A converted copy of ``t``: a tensor of the running step alone, charged as its transient bytes
+        (the planner's "Conversions" rule, ``specdeploy.memory``, charges the same copy)."""
+        self._transient += int(np.prod(t.shape)) * np.dtype(dtype).itemsize
+        return self.dev.cast(t, dtype)
+
     def _f(self, t: Any) -> Any:
         """A float activation in the standard ops' compute dtype (the graph input is float32)."""
         dt = self.dev.dtype(t)
         if dt.startswith("float") and dt != self.dev.float_dtype:
-            self._transient += int(np.prod(t.shape)) * np.dtype(self.dev.float_dtype).itemsize
-            return self.dev.cast(t, self.dev.float_dtype)
+            return self._cast(t, self.dev.float_dtype)
         return t
 
     def _standard_step(self, pos: int, n: Any, name: str, in_place: bool) -> _Step:

@@ -183,7 +183,8 @@ def _concat(n: Any, attrs: dict[str, Any], c: BuildContext) -> Fn:
     if "axis" not in attrs:
         raise c.unsupported("a Concat without 'axis'")
     axis = int(attrs["axis"])
-    return lambda args, B: c.k.cat([c.f(t) for t in args], axis)
+    ws = [_wt(n, c, i) for i in range(len(n.input))]  # a constant part: the weight in the compute dtype
+    return lambda args, B: c.k.cat([w if w is not None else c.f(t) for w, t in zip(ws, args)], axis)
 
 
 def _flatten(n: Any, attrs: dict[str, Any], c: BuildContext) -> Fn:

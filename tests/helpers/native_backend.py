@@ -109,9 +109,10 @@ def assert_same_headers(got: np.ndarray, ref: np.ndarray, what: str) -> None:
 
 
 def assert_steps_follow_plan(sess: Any, plan: "memory.MemoryPlan", what: str) -> None:
-    """The last run's account equals the planner's live bytes at every step (fp32 standard ops); the
-    executor also keeps each overflow tap's 16-byte header per sample; each op's workspace is the
-    library's real size and equals the planner's declared one."""
+    """The last run's account equals the planner's live bytes at every step (the plan made with the
+    session's standard-op precision: ``activation_dtype="fp16"`` for fp16 ops); the executor also
+    keeps each overflow tap's 16-byte header per sample; each op's workspace is the library's real
+    size and equals the planner's declared one."""
     steps = sess.last_steps
     assert [n for n, _, _ in steps] == [r.node for r in plan.steps], what
     headers = 0
