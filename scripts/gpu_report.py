@@ -116,7 +116,7 @@ def kernel_rows(files: dict[str, bytes]) -> tuple[list[KernelRow], str]:
         m, p, h = ROW_RE.match(line), PAPER_RE.search(line), HYB_RE.search(line)
         if m and (p or h):
             rows.append(KernelRow(m["layer"], int(m["batch"]), _parsed(p), _parsed(h)))
-    return rows, "no kernels JSON in the folder: parsed from the rows bench_kernels.py printed into session.log"
+    return rows, "No kernels JSON in the folder: parsed from the rows bench_kernels.py printed into session.log"
 
 
 def _timing(r: dict[str, Any], key: str, ref: str, sub: str | None, ratio: str) -> Timing | None:
@@ -165,7 +165,7 @@ def header(files: dict[str, bytes], folder: Path) -> list[str]:
     env = files.get("env.txt", b"").decode("utf-8", "replace")
     gpu = re.search(r"^\|\s+\d+\s+(NVIDIA [^|]*?)\s{2,}", env, re.M)
     lines = [f"Source: `{folder}` (rendered by `python scripts/gpu_report.py {folder}`)."]
-    facts = [f"device {gpu[1].strip()}" if gpu else None]
+    facts = [f"Device {gpu[1].strip()}" if gpu else None]
     facts += [ln.strip() for ln in (log + "\n" + env).splitlines() if ln.startswith(("torch ", "carried library"))][:2]
     status = files.get("status.txt", b"").decode().strip()
     facts += [f"stages: {status}" if status else None]
