@@ -38,7 +38,12 @@ as ``specdeploy.zoo.create("vgg16")`` builds them) and per batch (default 1, 8, 
   ``torch.fft.rfft2`` (cuFFT) vs a direct DFT as two
   complex GEMMs in torch, same input and spectral size.
 
-Output: ``results/kernels/<device>.json`` and ``.csv`` (``--out``) plus a short table on stdout.
+Output: ``results/kernels/<device>.json`` and ``.csv`` (``--out``) plus a short table on stdout. Both
+files are rewritten (atomically) after every row, layer by layer, so a run stopped by a time cap keeps
+every row it measured: on SIGINT (``timeout --signal=INT`` in scripts/gpu_session.sh) or SIGTERM it marks the JSON
+``"interrupted": true`` with the step it was in, writes, and exits with status 130; a finished run has
+``"complete": true``. ``--timing-budget-s`` bounds the time of one measurement (slow calls get fewer
+repeats; see ``Timer``).
 Optional ``--models SPEC.onnx TWIN.onnx``: also the cuda backend's measured peak memory ratio (spec /
 twin) vs the planned ratio at each batch (goal: within 10%).
 
@@ -59,10 +64,12 @@ import argparse
 import csv
 import ctypes
 import datetime as _dt
+import io
 import json
 import math
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -77,7 +84,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from specdeploy import outputs  # noqa: E402  (after the sys.path line: this checkout first)
+
 EXIT_UNAVAILABLE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: stopped by its time cap, the rows so far written
 CAPACITY_MARGIN = 1.3
 
 
@@ -211,36 +221,67 @@ def _driver_memory_attrs(ordinal: int) -> tuple[int | None, int | None]:
 
 
 class Timer:
-    """Median time of one call: CUDA events around ``inner`` calls (GPU) or perf_counter (``--host``)."""
+    """Median time of one call: CUDA events around ``inner`` calls (GPU) or perf_counter (``--host``).
 
-    def __init__(self, torch: Any, cuda: bool, warmup: int, repeats: int, inner: int) -> None:
+    ``budget_s`` (``--timing-budget-s``) bounds one measurement's time: the second untimed call is
+    clocked and the timed calls are cut to about ``budget_s`` of work, but never below
+    ``MIN_REPEATS`` event pairs of one call. Why: a fixed 5 + 30 x 10 calls per measurement spends
+    10 s on one 33 ms hybrid call, and a lent GPU session cannot afford that for 13 layers x 3
+    batches (docs/kernels.md, "Time per measurement"). Fast calls keep the full counts.
+    """
+
+    MIN_REPEATS = 5
+
+    def __init__(self, torch: Any, cuda: bool, warmup: int, repeats: int, inner: int,
+                 budget_s: float | None = None) -> None:
         self.torch, self.cuda = torch, cuda
         self.warmup, self.repeats, self.inner = warmup, repeats, inner
+        self.budget_s = budget_s
+
+    def _sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def _counts(self, call_s: float) -> tuple[int, int, int]:
+        """(further warmup calls, repeats, inner) for a call that took ``call_s`` seconds untimed."""
+        calls = self.budget_s / max(call_s, 1e-7)
+        inner = max(1, min(self.inner, int(calls // self.repeats)))
+        repeats = max(min(self.MIN_REPEATS, self.repeats), min(self.repeats, int(calls // inner)))
+        warmup = min(max(0, self.warmup - 2), int(0.2 * calls))  # warm-up at most a fifth of the budget
+        return warmup, repeats, inner
 
     def __call__(self, fn: Callable[[], Any]) -> dict[str, float]:
         torch = self.torch
-        for _ in range(self.warmup):
+        fn()  # first call: lazy initialisation, cuDNN autotuning (counts as warm-up)
+        self._sync()
+        warmup, repeats, inner = max(0, self.warmup - 1), self.repeats, self.inner
+        if self.budget_s:
+            t0 = time.perf_counter()
             fn()
-        if self.cuda:
-            torch.cuda.synchronize()
+            self._sync()
+            warmup, repeats, inner = self._counts(time.perf_counter() - t0)
+        for _ in range(warmup):
+            fn()
+        self._sync()
         times = []
-        for _ in range(self.repeats):
+        for _ in range(repeats):
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                for _ in range(self.inner):
+                for _ in range(inner):
                     fn()
                 end.record()
                 end.synchronize()
-                times.append(start.elapsed_time(end) / self.inner)
+                times.append(start.elapsed_time(end) / inner)
             else:
                 t0 = time.perf_counter()
-                for _ in range(self.inner):
+                for _ in range(inner):
                     fn()
-                times.append((time.perf_counter() - t0) * 1e3 / self.inner)
+                times.append((time.perf_counter() - t0) * 1e3 / inner)
         times.sort()
         return {"median_ms": statistics.median(times), "min_ms": times[0],
-                "p90_ms": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]}
+                "p90_ms": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
+                "repeats": repeats, "inner": inner}
 
 
 # ------------------------------------------------------------------------------------------- SpecConv
@@ -528,6 +569,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--inner", type=int, default=10, help="calls per timed event pair")
+    ap.add_argument("--timing-budget-s", type=float, default=None,
+                    help="about this many seconds of timed calls per measurement: slow calls get fewer repeats "
+                         "and inner calls (at least 5 event pairs of 1 call); default: the fixed counts")
     ap.add_argument("--library", default=None, help="libspecdeploy_kernels.so (default $SPECDEPLOY_KERNELS_LIB / build/plugins)")
     ap.add_argument("--peak-gbps", type=float, default=None, help="override the peak DRAM bandwidth (GB/s)")
     ap.add_argument("--models", nargs=2, metavar=("SPEC", "TWIN"), default=None,
@@ -582,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {b.strip() for b in args.blocks.split(",") if b.strip()}
     if not blocks or blocks - {"paper", "hybrid"}:
         raise SystemExit(f"--blocks {args.blocks!r}: choose from paper, hybrid")
+    if args.timing_budget_s is not None and args.timing_budget_s <= 0:
+        raise SystemExit(f"--timing-budget-s {args.timing_budget_s}: must be > 0 (leave it out for fixed counts)")
     layers, spec_model = vgg16_layers(args.width, args.input_size)
     if args.layers:
         want = [s.strip() for s in args.layers.split(",")]
@@ -601,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_kernels: cannot run here: {e}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     cuda = dev.type == "cuda"
-    timer = Timer(torch, cuda, args.warmup, args.repeats, args.inner)
+    timer = Timer(torch, cuda, args.warmup, args.repeats, args.inner, args.timing_budget_s)
     if cuda:
         torch.backends.cudnn.benchmark = True
         dinfo = device_info(torch)
@@ -611,8 +657,62 @@ def main(argv: list[str] | None = None) -> int:
     if args.peak_gbps:
         dinfo["peak_bandwidth_gbps"] = args.peak_gbps
         dinfo["peak_bandwidth_source"] = "--peak-gbps"
+    doc: dict[str, Any] = {
+        "schema": "specdeploy-kernel-bench", "schema_version": 3,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": dinfo, "library": str(lib.path), "library_build": lib.build_info,
+        "settings": {"batches": batches, "width": args.width, "input_size": args.input_size, "kept": args.kept,
+                     "kept_in": args.kept_in, "kept_from": args.kept_from, "capacity_margin": CAPACITY_MARGIN,
+                     "warmup": args.warmup, "repeats": args.repeats, "inner": args.inner,
+                     "timing_budget_s": args.timing_budget_s, "min_repeats": Timer.MIN_REPEATS,
+                     "cudnn_benchmark": cuda, "cudnn_fp32_tf32": False, "host_smoke_test": not cuda,
+                     "blocks": sorted(blocks), "layers": [L.name for L in layers]},
+        "goal": ("SpecConv <= 2x cuDNN per layer at batch 8 and 32, <= 3x at batch 1 (fp16 vs fp16, fp32 vs fp32; "
+                 "the hybrid block vs the twin's conv + ReLU + pool); pack/unpack >= 30% of peak DRAM bandwidth; "
+                 "memory ratio within 10% of planned"),
+        # written after every row: "complete" turns true at the end; "interrupted" marks a run stopped
+        # by SIGINT (gpu_session.sh's time cap) with the step it was in
+        "complete": False, "interrupted": False, "interrupted_during": None,
+        "layers": [], "first_layer_dft": [], "memory": [], "packed_bandwidth": [],
+    }
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", dinfo["name"]).strip("_") or "device"
+    jpath, cpath = Path(args.out) / f"{stem}.json", Path(args.out) / f"{stem}.csv"
+    step = ["start"]  # what is being measured now, for "interrupted_during"
+    # SIGINT (and SIGTERM, plain `timeout`'s signal) stop the measurements and keep the rows: installed
+    # explicitly, because a shell starts background jobs with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        _measure(args, doc, step, torch, lib, timer, dev, layers, spec_model, batches, blocks, kept_map, peak,
+                 lambda: write_outputs(doc, jpath, cpath))
+    except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the last write short
+            signal.signal(sig, signal.SIG_IGN)
+        doc["interrupted"], doc["interrupted_during"] = True, step[0]
+        write_outputs(doc, jpath, cpath)
+        _print_summary(doc)
+        print(f"bench_kernels: INTERRUPTED during {step[0]}; {len(doc['layers'])} layer rows kept in\n"
+              f"written: {jpath}\nwritten: {cpath}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    doc["complete"] = True
+    write_outputs(doc, jpath, cpath)
+    _print_summary(doc)
+    print(f"written: {jpath}\nwritten: {cpath}")
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _measure(args: argparse.Namespace, doc: dict[str, Any], step: list[str], torch: Any, lib: Any, timer: Timer,
+             dev: Any, layers: list[Layer], spec_model: Any, batches: list[int], blocks: set[str],
+             kept_map: dict[str, float], peak: float | None, save: Callable[[], Any]) -> None:
+    """Every measurement, layer by layer (a layer's batches, then its pack/unpack rows, then for the
+    first spatial layer its spectrum timings), appended to ``doc`` and saved after each row, so that a
+    time cap loses at most the row in progress."""
+    cuda = dev.type == "cuda"
     modules = dict(spec_model.named_modules())
-    records: list[dict[str, Any]] = []
     for L in layers:
         m = modules[L.name]
         w = m.weight.detach().float().contiguous().to(dev)
@@ -621,103 +721,110 @@ def main(argv: list[str] | None = None) -> int:
         kept = kept_map.get(L.name, args.kept)
         kept_in = args.kept_in if args.kept_in is not None else kept
         for B in batches:
-            rec: dict[str, Any] = {"layer": asdict(L), "batch": B, "kept_target": kept, "kept_in": kept_in}
-            for blk, pre in (("paper", "spec"), ("hybrid", "hyb")):
-                if blk not in blocks:
-                    continue
-                for vd in ("fp32", "fp16"):
-                    r = bench_spec_conv(torch, lib, timer, L, B, vd, kept, kept_in, w, bias, dev, args.seed, blk)
-                    if peak:
-                        r["fraction_of_peak"] = r["achieved_gbps"] / peak
-                    rec[f"{pre}_{vd}"] = r
-            old_tf32 = torch.backends.cudnn.allow_tf32
-            torch.backends.cudnn.allow_tf32 = False
-            try:
-                rec["cudnn_fp32"] = bench_twin_conv(torch, timer, L, B, torch.float32, dev, args.seed)
-            finally:
-                torch.backends.cudnn.allow_tf32 = old_tf32
-            rec["cudnn_fp16"] = bench_twin_conv(torch, timer, L, B, torch.float16, dev, args.seed)
-            # goals (docs/kernels.md): <= 2x cuDNN at batch 8 and 32, <= 3x at batch 1
-            limit = 3.0 if B == 1 else 2.0
-            met = []
-            for pre, ref in (("spec", ""), ("hyb", "block")):
-                if f"{pre}_fp16" not in rec:
-                    continue
-                for p in ("fp32", "fp16"):
-                    base = rec[f"cudnn_{p}"]["block"] if ref else rec[f"cudnn_{p}"]
-                    rec[f"ratio_{'hyb_' if ref else ''}{p}"] = rec[f"{pre}_{p}"]["median_ms"] / base["median_ms"]
-                    met.append(rec[f"ratio_{'hyb_' if ref else ''}{p}"] <= limit)
-            rec["goal_limit"] = limit
-            rec["goal_met"] = all(met)
-            records.append(rec)
-            line = f"{L.name:<12} B={B:<3}"
-            if "spec_fp16" in rec:
-                line += (f" paper fp16 {_fmt_ms(rec['spec_fp16']['median_ms'])} ms vs cuDNN "
-                         f"{_fmt_ms(rec['cudnn_fp16']['median_ms'])} ms x{rec['ratio_fp16']:.2f} |")
-            if "hyb_fp16" in rec:
-                line += (f" hybrid fp16 {_fmt_ms(rec['hyb_fp16']['median_ms'])} ms vs cuDNN block "
-                         f"{_fmt_ms(rec['cudnn_fp16']['block']['median_ms'])} ms x{rec['ratio_hyb_fp16']:.2f}")
-            print(line, flush=True)
-    packed_bw = []
-    if args.packed_bandwidth:
-        for L in layers:
-            if L.in_domain != "spectral":
-                continue
-            kept_in = args.kept_in if args.kept_in is not None else kept_map.get(L.name, args.kept)
+            step[0] = f"{L.name} B={B}"
+            rec = _layer_row(torch, lib, timer, L, B, dev, w, bias, kept, kept_in, blocks, peak, args.seed)
+            doc["layers"].append(rec)
+            save()
+            _print_row(rec)
+        if args.packed_bandwidth and L.in_domain == "spectral":
             for B in batches:
                 for vd in ("fp32", "fp16"):
-                    packed_bw.append(bench_packed_bandwidth(torch, lib, timer, L, B, vd, kept_in, dev, peak, args.seed))
-    first = next((L for L in layers if L.in_domain == "spatial"), None)
-    dft = [bench_first_layer_dft(torch, lib, timer, first, B, dev, args.seed) for B in batches] if first else []
-    mem = memory_ratios(args.models[0], args.models[1], batches, "cuda" if cuda else "native-host",
-                        {"library": args.library} if args.library else {}) if args.models else []
-    doc = {
-        "schema": "specdeploy-kernel-bench", "schema_version": 2,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": dinfo, "library": str(lib.path), "library_build": lib.build_info,
-        "settings": {"batches": batches, "width": args.width, "input_size": args.input_size, "kept": args.kept,
-                     "kept_in": args.kept_in, "kept_from": args.kept_from, "capacity_margin": CAPACITY_MARGIN,
-                     "warmup": args.warmup, "repeats": args.repeats, "inner": args.inner,
-                     "cudnn_benchmark": cuda, "cudnn_fp32_tf32": False, "host_smoke_test": not cuda,
-                     "blocks": sorted(blocks)},
-        "goal": ("SpecConv <= 2x cuDNN per layer at batch 8 and 32, <= 3x at batch 1 (fp16 vs fp16, fp32 vs fp32; "
-                 "the hybrid block vs the twin's conv + ReLU + pool); pack/unpack >= 30% of peak DRAM bandwidth; "
-                 "memory ratio within 10% of planned"),
-        "layers": records, "first_layer_dft": dft, "memory": mem, "packed_bandwidth": packed_bw,
+                    step[0] = f"pack/unpack {L.name} B={B} {vd}"
+                    doc["packed_bandwidth"].append(
+                        bench_packed_bandwidth(torch, lib, timer, L, B, vd, kept_in, dev, peak, args.seed))
+                    save()
+        if L.in_domain == "spatial" and not doc["first_layer_dft"]:
+            for B in batches:
+                step[0] = f"first-layer spectrum {L.name} B={B}"
+                doc["first_layer_dft"].append(bench_first_layer_dft(torch, lib, timer, L, B, dev, args.seed))
+                save()
+    if args.models:
+        step[0] = "memory ratios (--models)"
+        doc["memory"] = memory_ratios(args.models[0], args.models[1], batches, "cuda" if cuda else "native-host",
+                                      {"library": args.library} if args.library else {})
+        save()
+
+
+def _layer_row(torch: Any, lib: Any, timer: Timer, L: Layer, B: int, dev: Any, w: Any, bias: Any, kept: float,
+               kept_in: float, blocks: set[str], peak: float | None, seed: int) -> dict[str, Any]:
+    """One layer at one batch: the selected SpecConv blocks (fp32, fp16) vs cuDNN, ratios, goal."""
+    rec: dict[str, Any] = {"layer": asdict(L), "batch": B, "kept_target": kept, "kept_in": kept_in}
+    for blk, pre in (("paper", "spec"), ("hybrid", "hyb")):
+        if blk not in blocks:
+            continue
+        for vd in ("fp32", "fp16"):
+            r = bench_spec_conv(torch, lib, timer, L, B, vd, kept, kept_in, w, bias, dev, seed, blk)
+            if peak:
+                r["fraction_of_peak"] = r["achieved_gbps"] / peak
+            rec[f"{pre}_{vd}"] = r
+    old_tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        rec["cudnn_fp32"] = bench_twin_conv(torch, timer, L, B, torch.float32, dev, seed)
+    finally:
+        torch.backends.cudnn.allow_tf32 = old_tf32
+    rec["cudnn_fp16"] = bench_twin_conv(torch, timer, L, B, torch.float16, dev, seed)
+    # goals (docs/kernels.md): <= 2x cuDNN at batch 8 and 32, <= 3x at batch 1
+    limit = 3.0 if B == 1 else 2.0
+    met = []
+    for pre, ref in (("spec", ""), ("hyb", "block")):
+        if f"{pre}_fp16" not in rec:
+            continue
+        for p in ("fp32", "fp16"):
+            base = rec[f"cudnn_{p}"]["block"] if ref else rec[f"cudnn_{p}"]
+            rec[f"ratio_{'hyb_' if ref else ''}{p}"] = rec[f"{pre}_{p}"]["median_ms"] / base["median_ms"]
+            met.append(rec[f"ratio_{'hyb_' if ref else ''}{p}"] <= limit)
+    rec["goal_limit"] = limit
+    rec["goal_met"] = all(met)
+    return rec
+
+
+def _print_row(rec: dict[str, Any]) -> None:
+    """The one-line progress record of a layer row (scripts/gpu_report.py parses it from session logs)."""
+    line = f"{rec['layer']['name']:<12} B={rec['batch']:<3}"
+    if "spec_fp16" in rec:
+        line += (f" paper fp16 {_fmt_ms(rec['spec_fp16']['median_ms'])} ms vs cuDNN "
+                 f"{_fmt_ms(rec['cudnn_fp16']['median_ms'])} ms x{rec['ratio_fp16']:.2f} |")
+    if "hyb_fp16" in rec:
+        line += (f" hybrid fp16 {_fmt_ms(rec['hyb_fp16']['median_ms'])} ms vs cuDNN block "
+                 f"{_fmt_ms(rec['cudnn_fp16']['block']['median_ms'])} ms x{rec['ratio_hyb_fp16']:.2f}")
+    print(line, flush=True)
+
+
+def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
+    L = r["layer"]
+    sp, hy = r.get("spec_fp16", {}), r.get("hyb_fp16", {})
+    return {
+        "layer": L["name"], "in_domain": L["in_domain"], "C": L["C"], "O": L["O"], "Hs": L["Hs"], "Ws": L["Ws"],
+        "H_twin": L["H_twin"], "batch": r["batch"], "kept_target": r["kept_target"],
+        "spec_fp32_ms": r.get("spec_fp32", {}).get("median_ms"), "spec_fp16_ms": sp.get("median_ms"),
+        "cudnn_fp32_ms": r["cudnn_fp32"]["median_ms"], "cudnn_fp16_ms": r["cudnn_fp16"]["median_ms"],
+        "ratio_fp32": r.get("ratio_fp32"), "ratio_fp16": r.get("ratio_fp16"),
+        "spec_fp32_gbps": r.get("spec_fp32", {}).get("achieved_gbps"), "spec_fp16_gbps": sp.get("achieved_gbps"),
+        "spec_fp16_frac_peak": sp.get("fraction_of_peak"),
+        "spec_fp16_kept_out": sp.get("kept_out"),
+        "spec_fp16_overflowed": sp.get("overflowed_samples"),
+        "spec_fp16_capacity": sp.get("capacity"),
+        "pool_after": L.get("pool_after"),
+        "hyb_fp32_ms": r.get("hyb_fp32", {}).get("median_ms"), "hyb_fp16_ms": hy.get("median_ms"),
+        "cudnn_block_fp32_ms": r["cudnn_fp32"]["block"]["median_ms"],
+        "cudnn_block_fp16_ms": r["cudnn_fp16"]["block"]["median_ms"],
+        "ratio_hyb_fp32": r.get("ratio_hyb_fp32"), "ratio_hyb_fp16": r.get("ratio_hyb_fp16"),
+        "hyb_fp16_kept_out": hy.get("kept_out"), "hyb_fp16_overflowed": hy.get("overflowed_samples"),
+        "hyb_fp16_workspace_bytes": hy.get("workspace_bytes"),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", dinfo["name"]).strip("_") or "device"
-    jpath, cpath = out / f"{stem}.json", out / f"{stem}.csv"
-    jpath.write_text(json.dumps(doc, indent=2))
-    with cpath.open("w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        wr.writeheader()
-        for r in records:
-            L = r["layer"]
-            sp, hy = r.get("spec_fp16", {}), r.get("hyb_fp16", {})
-            wr.writerow({
-                "layer": L["name"], "in_domain": L["in_domain"], "C": L["C"], "O": L["O"], "Hs": L["Hs"], "Ws": L["Ws"],
-                "H_twin": L["H_twin"], "batch": r["batch"], "kept_target": r["kept_target"],
-                "spec_fp32_ms": r.get("spec_fp32", {}).get("median_ms"), "spec_fp16_ms": sp.get("median_ms"),
-                "cudnn_fp32_ms": r["cudnn_fp32"]["median_ms"], "cudnn_fp16_ms": r["cudnn_fp16"]["median_ms"],
-                "ratio_fp32": r.get("ratio_fp32"), "ratio_fp16": r.get("ratio_fp16"),
-                "spec_fp32_gbps": r.get("spec_fp32", {}).get("achieved_gbps"), "spec_fp16_gbps": sp.get("achieved_gbps"),
-                "spec_fp16_frac_peak": sp.get("fraction_of_peak"),
-                "spec_fp16_kept_out": sp.get("kept_out"),
-                "spec_fp16_overflowed": sp.get("overflowed_samples"),
-                "spec_fp16_capacity": sp.get("capacity"),
-                "pool_after": L.get("pool_after"),
-                "hyb_fp32_ms": r.get("hyb_fp32", {}).get("median_ms"), "hyb_fp16_ms": hy.get("median_ms"),
-                "cudnn_block_fp32_ms": r["cudnn_fp32"]["block"]["median_ms"],
-                "cudnn_block_fp16_ms": r["cudnn_fp16"]["block"]["median_ms"],
-                "ratio_hyb_fp32": r.get("ratio_hyb_fp32"), "ratio_hyb_fp16": r.get("ratio_hyb_fp16"),
-                "hyb_fp16_kept_out": hy.get("kept_out"), "hyb_fp16_overflowed": hy.get("overflowed_samples"),
-                "hyb_fp16_workspace_bytes": hy.get("workspace_bytes"),
-            })
-    _print_summary(doc)
-    print(f"written: {jpath}\nwritten: {cpath}")
-    return 0
+
+
+def write_outputs(doc: dict[str, Any], jpath: Path, cpath: Path) -> None:
+    """The JSON document and the CSV (one row per layer row so far), each written atomically: a reader,
+    or a run cut by its time cap, sees the previous complete file or the new one, never half of one."""
+    outputs.write_text(jpath, json.dumps(doc, indent=2))
+    buf = io.StringIO(newline="")
+    wr = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    wr.writeheader()
+    for r in doc["layers"]:
+        wr.writerow(_csv_row(r))
+    outputs.write_text(cpath, buf.getvalue())
 
 
 def _print_summary(doc: dict[str, Any]) -> None:

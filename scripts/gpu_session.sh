@@ -23,7 +23,8 @@
 #               end, streams, memory figures), cap 120 s; pytest_gpu.log
 #   3. kernels  scripts/bench_kernels.py: per VGG16 layer and batch 1/8/32, SpecConv paper block and
 #               hybrid block (relu + the twin's pooling) vs cuDNN fp32/fp16, achieved bandwidth; the
-#               first layer's spectrum; pack/unpack bandwidth; cap 120 s; kernels/<device>.json/.csv
+#               first layer's spectrum; pack/unpack bandwidth; about 0.15 s per measurement; cap 120 s;
+#               kernels/<device>.json/.csv, rewritten after every row (a cap keeps the rows measured)
 #   4. backend  specdeploy bench --backend cuda per staged model pair at batch 1/8/32: latency, and
 #               memory with activations and library scratch as separate figures; cap 80 s; bench_*.json
 #   5. STUDY    >>> hybrid study slot <<<: python scripts/zoo_study.py --gpu-full --gpu-budget (what is
@@ -153,8 +154,11 @@ run() {
     # 3. kernels: paper and hybrid blocks vs cuDNN, first layer, pack/unpack bandwidth
     local kept=()
     [ -f "$models/vgg16-spectral-b1.0.onnx" ] && kept=(--kept-from "$models/vgg16-spectral-b1.0.onnx")
-    wants kernels && stage kernels 120 - "$PY" scripts/bench_kernels.py "${kflag[@]}" --blocks paper,hybrid --packed-bandwidth \
-        "${kept[@]}" --out "$W/kernels"
+    # --timing-budget-s: about 0.15 s of timed calls per measurement (slow hybrid calls: 5 event pairs of
+    # one call) instead of 5 + 30 x 10 calls, which on 2026-11-28's H200 used the whole 120 s cap on 20 of
+    # the 39 layer rows (docs/kernels.md, "Time per measurement"); rows are written as they finish.
+    wants kernels && stage kernels 120 - "$PY" scripts/bench_kernels.py "${kflag[@]}" --timing-budget-s 0.15 \
+        --blocks paper,hybrid --packed-bandwidth "${kept[@]}" --out "$W/kernels"
 
     # 4. the cuda backend end to end: latency, memory (activations and library scratch separately)
     local m pair=()
