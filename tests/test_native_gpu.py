@@ -224,6 +224,9 @@ HYBRID_GPU_CASES = [  # in_domain, B, C, O, Hs, Ws, k, pool, value_dtype
     ("spectral", 3, 8, 17, 12, 7, 5, "avg2", "fp16"),
     ("spatial", 9, 3, 64, 34, 34, 3, "max2", "fp16"),
     ("spatial", 2, 1, 6, 32, 32, 5, "avg2", "fp32"),
+    # chunks of 2 samples x 16 channels (ops.spec_conv.hybrid_chunk), partial in both
+    ("spectral", 33, 64, 72, 8, 8, 3, "max2", "fp16"),
+    ("spectral", 33, 64, 72, 8, 8, 3, "none", "fp32"),
 ]
 
 

@@ -328,15 +328,21 @@ class NativeSession(Session):
                 self._ws_buf = self.dev.empty((plan.ws_max,), "uint8")
         return plan
 
-    def _execute(self, x: Any, plan: _Plan, keep: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Run every step; returns (graph outputs and ``keep`` tensors, overflow-tap headers [B, 4])."""
+    def _execute(self, inputs: list[Any], plan: _Plan,
+                 keep: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run every step; returns (graph outputs and ``keep`` tensors, overflow-tap headers [B, 4]).
+
+        The input tensor is taken out of ``inputs`` (a one-element list) so that the executor holds its
+        only reference and releases it after its last reader, as the plan does (a caller's variable
+        would keep the device copy alive to the end of the run: +4 KiB per sample on the H200's paper
+        VGG16, 10% over the plan)."""
         dev = self.dev
         B = plan.batch
         heads: dict[str, Any] = {}
-        env: dict[str, Any] = {self.info.input_name: x}
+        env: dict[str, Any] = {self.info.input_name: inputs.pop()}
         owner: dict[str, str] = {self.info.input_name: self.info.input_name}
         tr = _Tracker()
-        tr.add(self.info.input_name, dev.nbytes(x))
+        tr.add(self.info.input_name, dev.nbytes(env[self.info.input_name]))
         shared = _Workspace(dev.ptr(self._ws_buf), dev.nbytes(self._ws_buf)) if self._ws_buf is not None else _Workspace()
         for s, need in zip(self._steps, plan.ws):
             args = [None if not name else (env[name] if name in env else self._weights.get(name)) for name in s.inputs]
@@ -378,11 +384,9 @@ class NativeSession(Session):
         with self.dev.context():
             plan = self._plan(x.shape[0])
             # cuda: one unmeasured run per new batch (one-time library allocations are not the graph's)
-            self.dev.warm_up(plan.batch, lambda: self._execute(self.dev.from_host(np.zeros_like(x)), plan))
+            self.dev.warm_up(plan.batch, lambda: self._execute([self.dev.from_host(np.zeros_like(x))], plan))
             self.dev.measure_begin()
-            xt = self.dev.from_host(x)
-            env, heads = self._execute(xt, plan)
-            del xt
+            env, heads = self._execute([self.dev.from_host(x)], plan)
             logits_t = env[self.info.output_name]
             taps_t = [heads[t] for t in self.info.overflow_taps]
             peak = self.dev.measure_end()
@@ -404,7 +408,7 @@ class NativeSession(Session):
             raise ValueError(f"{self.info.label}: no tensors named {unknown}")
         with self.dev.context():
             plan = self._plan(x.shape[0])
-            env, _ = self._execute(self.dev.from_host(x), plan, keep=frozenset(names))
+            env, _ = self._execute([self.dev.from_host(x)], plan, keep=frozenset(names))
             return {n: self.dev.to_host(env[n]).copy() for n in names}
 
     # -- memory -----------------------------------------------------------------------------------
