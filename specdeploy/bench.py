@@ -47,6 +47,11 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "run_bench", "write_json", "write_csv", "
 # ------------------------------------------------------------------------------------------- data
 
 
+
+#: backends whose standard ops run in float32 or float16 (option ``fp16``): bench runs them at the plan's
+#: precision unless told otherwise (``--backend-opt fp16=0``), so the measured activations describe what is planned
+FP16_OPTION_BACKENDS = ("native-host", "cuda")
+
 def load_eval_data(info: Any, data: str | None, data_dir: str | None, samples: int | None,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Normalized float32 NCHW test images and labels fitted to a model's input, plus a description.
@@ -315,7 +320,10 @@ def run_bench(
             info.check_batch(b)
     act = "fp16" if infos["spec"].value_dtype == "fp16" else "fp32"
     policy = "flag" if allow_nonfinite else "raise"
-    sessions = {k: runtime.load(p, backend, nonfinite=policy, **(backend_opts or {})) for k, p in paths.items()}
+    opts = dict(backend_opts or {})
+    if backend in FP16_OPTION_BACKENDS:  # measure what the plan counts: standard ops at its precision
+        opts.setdefault("fp16", act == "fp16")
+    sessions = {k: runtime.load(p, backend, nonfinite=policy, **opts) for k, p in paths.items()}
     evals = {k: load_eval_data(infos[k], data, data_dir, samples, seed) for k in MODELS}
     acc_batch = max(batches)
     chunks = {k: -(-len(evals[k][0]) // acc_batch) for k in MODELS}

@@ -384,6 +384,15 @@ def test_run_bench_native_host(models: dict, tmp_path: Path) -> None:
             assert e["measured_library_scratch_bytes"] is None  # no device allocator on the host
         assert r["spec"]["measured_op_workspace_bytes"] > 0 and r["twin"]["measured_op_workspace_bytes"] == 0
         assert r["twin"]["overflowed"] == 0
+        # fp16 values: the plan counts fp16 activations, and the standard ops ran in fp16 to match it, so
+        # the twin's measured activations are its planned peak (no tap headers, no workspace)
+        assert r["twin"]["planned_activation_dtype"] == "fp16"
+        for k in ("spec", "twin"):
+            assert r[k]["measured"]["standard_ops_dtype"] == "float16"
+        assert r["twin"]["measured_activation_bytes"] == r["twin"]["planned_peak_bytes"]
+    fp32 = bench.run_bench(models[("vgg16", "fp16")], models[("vgg16", "twin")], "native-host", [1], samples=8,
+                           repeats=1, warmup=0, progress=False, backend_opts={"fp16": False})
+    assert fp32["records"][0]["twin"]["measured"]["standard_ops_dtype"] == "float32"  # the caller's choice wins
     csv_path = bench.write_csv(doc, tmp_path / "b.csv")
     header = csv_path.read_text().splitlines()[0].split(",")
     assert {"spec_measured_activation_bytes", "twin_measured_library_scratch_bytes"} <= set(header)
