@@ -41,7 +41,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="spectral (SpecNet) or spatial (its twin) (default spectral)")
     p.add_argument("--beta", type=nonneg_float, default=1.0, help="threshold of the spectral model (>= 0, default 1.0)")
     p.add_argument("--width", type=positive_float, default=1.0, help="channel width multiplier (> 0, default 1.0)")
-    p.add_argument("--block", default="hybrid", choices=zoo.BLOCKS,
+    p.add_argument("--block", default=zoo.DEFAULT_BLOCK, choices=zoo.BLOCKS,
                    help="spectral block (DESIGN §2b): hybrid (ReLU on the spatial map, the twin's pools) or "
                         "paper (tanh per coefficient) (default hybrid)")
     p.add_argument("--activation", default="tanh", choices=("tanh", "none"),

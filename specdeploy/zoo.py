@@ -8,7 +8,7 @@ the twin has the same depth, channels, kernel sizes, pooling positions and head 
 - spectral: SpecConv2d (first one from the spatial input), SpecPool2d, SpecConcat, then SpecToSpatial;
 - spatial twin: Conv2d(padding k//2) + BatchNorm2d + ReLU, MaxPool2d(2), torch.cat.
 
-Two spectral blocks (DESIGN §2b), chosen by ``block``:
+Two spectral blocks (DESIGN §2b), chosen by ``block`` (default ``DEFAULT_BLOCK``, "hybrid"):
 - "paper": SpecConv2d with tanh per coefficient, SpecPool2d (crop, never below ``min_spectral_size``);
 - "hybrid": SpecConv2d with BatchNorm + ReLU on the spatial map, each of the twin's pools fused into
   the conv before it (``pool="max2"``, ceil mode), no floor: the twin's pooling positions and head.
@@ -34,7 +34,10 @@ __all__ = ["BLOCKS", "DOMAINS", "MODELS", "ModelConfig", "ZooModel", "build", "c
 
 BLOCKS = ("paper", "hybrid")
 """Spectral blocks: the paper's per-coefficient block and the hybrid one of DESIGN §2b."""
-DEFAULT_BLOCK = "paper"
+DEFAULT_BLOCK = "hybrid"
+"""The block a config gets unless it names one (the CLI's default too): the hybrid block, which kept
+the twin's accuracy to 0.2-8 points where the paper block lost 17+ (docs/results.md, zoo study);
+"paper" reproduces the seed. Configs stored before blocks existed load as "paper" (``from_dict``)."""
 
 
 @dataclass(frozen=True)

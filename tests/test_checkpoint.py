@@ -131,8 +131,9 @@ def test_hybrid_round_trip_records_the_block(tmp_path: Path, name: str) -> None:
     assert torch.equal(model(x), ck.model(x))
 
 
-def test_checkpoint_without_block_loads_as_paper(saved: tuple[zoo.ZooModel, Path]) -> None:
-    model, path = saved
+def test_checkpoint_without_block_loads_as_paper(tmp_path: Path) -> None:
+    model = zoo.create("lenet5", domain="spectral", in_channels=1, beta=0.7, width=0.5, block="paper")
+    path = checkpoint.save(model, tmp_path / "ck")
     cfg_path = path / checkpoint.CONFIG
     doc = json.loads(cfg_path.read_text())
     del doc["model"]["block"]  # as written before blocks existed

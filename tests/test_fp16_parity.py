@@ -45,7 +45,8 @@ def vgg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     """SpecVGG16 width 1/8 with its normalization statistics from 256 real MNIST images (no training:
     the statistics alone make the thresholds keep 10-40%), fp16 values, and 64 real test images."""
     torch.manual_seed(0)
-    model = zoo.build(zoo.ModelConfig(model="vgg16", domain="spectral", in_channels=1, beta=1.0, width=0.125))
+    model = zoo.build(zoo.ModelConfig(model="vgg16", domain="spectral", in_channels=1, beta=1.0, width=0.125,
+                                      block="paper"))
     train = datasets.prepare("mnist", "train", 32, 1, samples=256)
     x = torch.from_numpy(datasets.normalize(train.images, "mnist"))
     model.train()

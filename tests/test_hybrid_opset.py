@@ -37,7 +37,7 @@ def hybrid_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def paper_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = _trained_like(zoo.create("lenet5", in_channels=1, beta=0.3))
+    model = _trained_like(zoo.create("lenet5", in_channels=1, beta=0.3, block="paper"))
     return export_model(model, tmp_path_factory.mktemp("pa") / "lenet5-paper.onnx").path
 
 

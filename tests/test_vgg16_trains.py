@@ -14,7 +14,7 @@ from specdeploy.train import TrainConfig, evaluate, loaders_for, train
 @pytest.mark.slow
 def test_spec_vgg16_trains_on_fashion_mnist() -> None:
     torch.manual_seed(0)
-    config = zoo.ModelConfig(model="vgg16", domain="spectral", in_channels=1, beta=1.0, width=0.125)
+    config = zoo.ModelConfig(model="vgg16", domain="spectral", in_channels=1, beta=1.0, width=0.125, block="paper")
     cfg = TrainConfig(epochs=1, max_steps=200, batch_size=32, lr=0.01, momentum=0.9, seed=0)
     train_loader, test_loader, _ = loaders_for(config, "fashion-mnist", None, cfg, 20000, 500)
     model = zoo.build(config)

@@ -157,7 +157,8 @@ def test_block_config() -> None:
     cfg = zoo.ModelConfig(model="lenet5", block="hybrid")
     assert cfg.activation == "relu"  # the stored config says what runs
     assert zoo.ModelConfig.from_dict(cfg.to_dict()) == cfg
-    old = zoo.ModelConfig(model="lenet5").to_dict()
+    assert zoo.ModelConfig(model="lenet5").block == zoo.DEFAULT_BLOCK == "hybrid"
+    old = zoo.ModelConfig(model="lenet5", block="paper").to_dict()
     del old["block"]  # a config written before blocks existed
     assert zoo.ModelConfig.from_dict(old).block == "paper"
     with pytest.raises(ValueError, match="unknown block 'spatial'"):
@@ -165,7 +166,7 @@ def test_block_config() -> None:
     with pytest.raises(ValueError, match="activation 'none' belongs to the paper block"):
         zoo.ModelConfig(model="lenet5", block="hybrid", activation="none")
     with pytest.raises(ValueError, match="use block='hybrid' for 'relu'"):
-        zoo.ModelConfig(model="lenet5", activation="relu")
+        zoo.ModelConfig(model="lenet5", block="paper", activation="relu")
 
 
 def test_hybrid_folding_keeps_model_outputs(fashion_batch: tuple[torch.Tensor, torch.Tensor]) -> None:
