@@ -165,7 +165,6 @@ run() {
     for m in "${MODELS[@]}"; do
         [ -f "$models/$m-spatial.onnx" ] && { [ -f "$models/$m-spectral-b1.0.onnx" ] || [ -f "$models/$m-hybrid-b0.5.onnx" ]; } && pair+=("$m")
     done
-    export SPECDEPLOY_CUDA_FP16=1 # the planner counts the twin in fp16 when the values are fp16
     if ! wants backend; then
         :
     elif [ ${#pair[@]} -eq 0 ]; then

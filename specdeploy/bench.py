@@ -323,6 +323,7 @@ def run_bench(
     opts = dict(backend_opts or {})
     if backend in FP16_OPTION_BACKENDS:  # measure what the plan counts: standard ops at its precision
         opts.setdefault("fp16", act == "fp16")
+        act = "fp16" if opts["fp16"] else "fp32"  # an explicit choice moves the plan with it
     sessions = {k: runtime.load(p, backend, nonfinite=policy, **opts) for k, p in paths.items()}
     evals = {k: load_eval_data(infos[k], data, data_dir, samples, seed) for k in MODELS}
     acc_batch = max(batches)

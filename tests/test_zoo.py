@@ -122,7 +122,7 @@ def test_config_round_trip() -> None:
 
 def test_folding_keeps_model_outputs(fashion_batch: tuple[torch.Tensor, torch.Tensor]) -> None:
     torch.manual_seed(1)
-    model = zoo.create("vgg16", domain="spectral", in_channels=1, width=0.125)
+    model = zoo.create("vgg16", domain="spectral", in_channels=1, width=0.125, block="paper")  # hybrid: below
     x = fashion_batch[0][:16]
     model.train()
     for _ in range(3):

@@ -54,7 +54,7 @@ __global__ void k_rfft_cols(sd_cf* X, int32_t H, int32_t Hs, int32_t Wh, int32_t
 struct HybArgs {
     sd_conv_producer in;
     sd_pipe a;
-    int32_t mode, s0, ns, o0, no, b, tap; /* chunk: samples s0.., channels o0.., frequency tile b, kernel tap */
+    int32_t mode, s0, ns, o0, no, b; /* chunk: samples s0.., channels o0.., frequency tile b */
     int32_t sb, ot, nf, k, centre, split, pool;
     int32_t C, F, Hs, Ws, Wh, oHs, oWs, oWh, oF;
     int64_t ldg; /* sb * 2 * nf: columns of Xt and G */
@@ -62,7 +62,7 @@ struct HybArgs {
     const float* w;
     const float* bias;
     void* Xt;
-    float* G;
+    float* G; /* the host's per-tap GEMM result; unused here (the GEMM epilogue accumulates into Y) */
     sd_cf* Y; /* spectrum, then the spatial map, then Z [sb][ot][oF] (spec_conv_host.cpp) */
     sd_cf* A; /* inverse column stage, then the forward row stage */
     const sd_cf* twH2;
@@ -80,9 +80,25 @@ __device__ __forceinline__ bool hyb_any(const HybArgs& h) {
 }
 
 /* The GEMM's A operand in place: w[o0 + m, c, tap] (no weight tile in the workspace). */
-__device__ __forceinline__ float hyb_weight(const HybArgs& h, int32_t m, int32_t c) {
+__device__ __forceinline__ float hyb_weight(const HybArgs& h, int32_t m, int32_t c, int32_t tap) {
     const int64_t kk = (int64_t)h.k * h.k;
-    return h.w[((int64_t)(h.o0 + m) * h.C + c) * kk + h.tap];
+    return h.w[((int64_t)(h.o0 + m) * h.C + c) * kk + tap];
+}
+
+/* The GEMM epilogue: tap `tap`'s product (re, im) at row m (channel o0 + m) and columns (n, n + 1) of
+ * frequency tile b (n even: column (sl * nf + fl) * 2) accumulated into Y, as the host's loop does
+ * with its G (spec_conv_host.cpp): same function, same tap order. */
+__device__ __forceinline__ void hyb_accum_at(const HybArgs& h, int32_t tap, int32_t m, int32_t n, float re, float im) {
+    const int32_t sl = n / (2 * h.nf);
+    const int32_t fl = (n - sl * 2 * h.nf) >> 1;
+    const int32_t f = h.b * h.nf + fl;
+    if (f >= h.F || !hyb_wants(h, sl)) return;
+    const uint32_t p = (uint32_t)(f / h.Wh), q = (uint32_t)(f - (int32_t)p * h.Wh);
+    const int32_t u = tap / h.k, v = tap - u * h.k;
+    const sd_cf T = sd_hyb_tap_twiddle(p, q, u, v, h.centre, (uint32_t)h.Hs, (uint32_t)h.Ws, h.in.twH, h.in.twW);
+    const float g[2] = {re, im};
+    sd_cf* y = h.Y + ((int64_t)sl * h.ot + m) * h.F + f;
+    *y = sd_hyb_accumulate(*y, tap, g, T, f == 0, h.bias ? h.bias + h.o0 + m : nullptr, h.bias_scale);
 }
 
 /* input tile of frequency tile b: Xt[c * ldg + (sl*nf + fl)*2 + {0,1}]; zeros past F and for skipped samples */
@@ -103,12 +119,17 @@ __global__ void k_hyb_xt(const __grid_constant__ HybArgs h) {
     sd_gemm_store(h.Xt, j + 1, nx, h.split, x.im);
 }
 
-/* G[M][ldg] = W_tap[M][K] Xt[K][ldg] over the first N columns, fp16 values: each operand is a hi + lo pair
- * of fp16 values (Xt: sd_gemm_store, lo at +K*ldg halves; W_tap: split as it is loaded from w), and G = hi*hi + hi*lo + lo*hi on
+/* Y (+)= sum_tap T_tap * (W_tap Xt) over the first N columns of frequency tile b, W_tap[M][K] =
+ * w[o0 + m, c, tap], fp16 values: each operand is a hi + lo pair of fp16 values (Xt: sd_gemm_store, lo
+ * at +K*ldg halves; W_tap: split as it is loaded from w), and the product is hi*hi + hi*lo + lo*hi on
  * the tensor cores (WMMA 16x16x16, fp32 accumulation): about fp32 precision at 3 MMAs per step. A 64x64
- * tile per block of 4 warps (2x2 warps of 2x2 fragments). The host sums the same products in fp32 in
- * c order: the two differ by summation order only (DESIGN §7: masks agree up to a relative 1e-3 of
- * beta). */
+ * tile per block of 4 warps (2x2 warps of 2x2 fragments); the taps run inside the kernel, each tap's
+ * product goes through the warp's staging tile into the epilogue (hyb_accum_at): a (re, im) pair sits
+ * in adjacent columns of one fragment, and every tap's epilogue of a pair runs on the same lane, so Y's
+ * read-modify-write needs no synchronisation and sums the taps in order. The host sums the same
+ * products in fp32 in c order: the two differ by summation order and the split's rounding (DESIGN §7:
+ * masks agree up to a relative 1e-3 of beta). M (channels of the chunk) is at most 16: rows 16-63 of
+ * the tile are padding (a 16-row tile is the next step, once it can be measured). */
 constexpr int kGT = 64, kGK = 32;
 __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ HybArgs h, int32_t M, int32_t N, int32_t K) {
     using namespace nvcuda;
@@ -121,126 +142,120 @@ __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ Hy
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
     const __half zero = __float2half(0.0f);
-    for (int32_t k0 = 0; k0 < K; k0 += kGK) {
-        for (int i = threadIdx.x; i < kGT * kGK; i += blockDim.x) {
-            const int r = i / kGK, c = i % kGK;
-            const int32_t gm = m0 + r, gk = k0 + c;
-            const float v = (gm < M && gk < K) ? hyb_weight(h, gm, gk) : 0.0f;
-            const uint16_t hi = sd_f32_to_f16(v); /* the pair sd_gemm_store writes */
-            As[0][r][c] = __ushort_as_half(hi);
-            As[1][r][c] = __ushort_as_half(sd_f32_to_f16(sd_fadd(v, -sd_f16_to_f32(hi))));
-        }
-        for (int i = threadIdx.x; i < kGK * kGT; i += blockDim.x) {
-            const int r = i / kGT, c = i % kGT;
-            const int32_t gk = k0 + r, gn = n0 + c;
-            const bool in = gk < K && gn < N;
-            const int64_t at = (int64_t)gk * h.ldg + gn;
-            Bs[0][r][c] = in ? Xt[at] : zero;
-            Bs[1][r][c] = in ? Xt[xlo + at] : zero;
-        }
-        __syncthreads();
+    const int32_t kk = h.k * h.k;
+    for (int32_t tap = 0; tap < kk; ++tap) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
 #pragma unroll
-        for (int kk = 0; kk < kGK; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2][2]; /* [hi/lo][i] */
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> fb[2][2]; /* [hi/lo][j] */
+        for (int i = 0; i < 2; ++i)
 #pragma unroll
-            for (int p = 0; p < 2; ++p)
-#pragma unroll
-                for (int i = 0; i < 2; ++i) {
-                    wmma::load_matrix_sync(fa[p][i], &As[p][wm + 16 * i][kk], kGK + 8);
-                    wmma::load_matrix_sync(fb[p][i], &Bs[p][kk][wn + 16 * i], kGT + 8);
-                }
-#pragma unroll
-            for (int i = 0; i < 2; ++i)
-#pragma unroll
-                for (int j = 0; j < 2; ++j) {
-                    wmma::mma_sync(acc[i][j], fa[1][i], fb[0][j], acc[i][j]); /* small terms first */
-                    wmma::mma_sync(acc[i][j], fa[0][i], fb[1][j], acc[i][j]);
-                    wmma::mma_sync(acc[i][j], fa[0][i], fb[0][j], acc[i][j]);
-                }
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-            wmma::store_matrix_sync(&Cs[warp][0][0], acc[i][j], 16 + 4, wmma::mem_row_major);
-            __syncwarp();
-            for (int e = lane; e < 256; e += 32) {
-                const int r = e >> 4, c = e & 15;
-                const int32_t gm = m0 + wm + 16 * i + r, gn = n0 + wn + 16 * j + c;
-                if (gm < M && gn < N) h.G[(int64_t)gm * h.ldg + gn] = Cs[warp][r][c];
+            for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+        for (int32_t k0 = 0; k0 < K; k0 += kGK) {
+            for (int i = threadIdx.x; i < kGT * kGK; i += blockDim.x) {
+                const int r = i / kGK, c = i % kGK;
+                const int32_t gm = m0 + r, gk = k0 + c;
+                const float v = (gm < M && gk < K) ? hyb_weight(h, gm, gk, tap) : 0.0f;
+                const uint16_t hi = sd_f32_to_f16(v); /* the pair sd_gemm_store writes */
+                As[0][r][c] = __ushort_as_half(hi);
+                As[1][r][c] = __ushort_as_half(sd_f32_to_f16(sd_fadd(v, -sd_f16_to_f32(hi))));
             }
-            __syncwarp();
+            for (int i = threadIdx.x; i < kGK * kGT; i += blockDim.x) {
+                const int r = i / kGT, c = i % kGT;
+                const int32_t gk = k0 + r, gn = n0 + c;
+                const bool in = gk < K && gn < N;
+                const int64_t at = (int64_t)gk * h.ldg + gn;
+                Bs[0][r][c] = in ? Xt[at] : zero;
+                Bs[1][r][c] = in ? Xt[xlo + at] : zero;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int ks = 0; ks < kGK; ks += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2][2]; /* [hi/lo][i] */
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> fb[2][2]; /* [hi/lo][j] */
+#pragma unroll
+                for (int p = 0; p < 2; ++p)
+#pragma unroll
+                    for (int i = 0; i < 2; ++i) {
+                        wmma::load_matrix_sync(fa[p][i], &As[p][wm + 16 * i][ks], kGK + 8);
+                        wmma::load_matrix_sync(fb[p][i], &Bs[p][ks][wn + 16 * i], kGT + 8);
+                    }
+#pragma unroll
+                for (int i = 0; i < 2; ++i)
+#pragma unroll
+                    for (int j = 0; j < 2; ++j) {
+                        wmma::mma_sync(acc[i][j], fa[1][i], fb[0][j], acc[i][j]); /* small terms first */
+                        wmma::mma_sync(acc[i][j], fa[0][i], fb[1][j], acc[i][j]);
+                        wmma::mma_sync(acc[i][j], fa[0][i], fb[0][j], acc[i][j]);
+                    }
+            }
+            __syncthreads();
         }
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                wmma::store_matrix_sync(&Cs[warp][0][0], acc[i][j], 16 + 4, wmma::mem_row_major);
+                __syncwarp();
+                for (int e = lane; e < 128; e += 32) { /* 16 rows x 8 (re, im) pairs */
+                    const int r = e >> 3, c = (e & 7) * 2;
+                    const int32_t gm = m0 + wm + 16 * i + r, gn = n0 + wn + 16 * j + c;
+                    if (gm < M && gn < N) hyb_accum_at(h, tap, gm, gn, Cs[warp][r][c], Cs[warp][r][c + 1]);
+                }
+                __syncwarp();
+            }
+    }
 }
 
-/* The same product with fp32 operands (value_dtype fp32): SIMT, 64x64 tile, 4x4 outputs per thread. */
+/* The same with fp32 operands (value_dtype fp32): SIMT, 64x64 tile, 4x4 outputs per thread, staged
+ * through shared memory for the epilogue (a thread's outputs are not (re, im) pairs); every tap's
+ * epilogue of a pair runs on the same thread. */
 __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ HybArgs h, int32_t M, int32_t N, int32_t K) {
     __shared__ float As[16][kGT + 1];
     __shared__ float Bs[16][kGT];
+    __shared__ float Cs[kGT][kGT + 1];
     if (!hyb_any(h)) return;
     const float* Xt = (const float*)h.Xt;
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-    float acc[4][4] = {};
-    for (int32_t k0 = 0; k0 < K; k0 += 16) {
-        for (int i = threadIdx.x; i < 16 * kGT; i += 256) {
-            const int r = i / 16, c = i % 16; /* As[k][m] = w[o0 + m0 + r, k0 + c, tap] */
-            const int32_t gm = m0 + r, gk = k0 + c;
-            As[c][r] = (gm < M && gk < K) ? hyb_weight(h, gm, gk) : 0.0f;
-            const int rb = i / kGT, cb = i % kGT;
-            const int32_t gk2 = k0 + rb, gn = n0 + cb;
-            Bs[rb][cb] = (gk2 < K && gn < N) ? Xt[(int64_t)gk2 * h.ldg + gn] : 0.0f;
+    const int32_t kk = h.k * h.k;
+    for (int32_t tap = 0; tap < kk; ++tap) {
+        float acc[4][4] = {};
+        for (int32_t k0 = 0; k0 < K; k0 += 16) {
+            for (int i = threadIdx.x; i < 16 * kGT; i += 256) {
+                const int r = i / 16, c = i % 16; /* As[k][m] = w[o0 + m0 + r, k0 + c, tap] */
+                const int32_t gm = m0 + r, gk = k0 + c;
+                As[c][r] = (gm < M && gk < K) ? hyb_weight(h, gm, gk, tap) : 0.0f;
+                const int rb = i / kGT, cb = i % kGT;
+                const int32_t gk2 = k0 + rb, gn = n0 + cb;
+                Bs[rb][cb] = (gk2 < K && gn < N) ? Xt[(int64_t)gk2 * h.ldg + gn] : 0.0f;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int ks = 0; ks < 16; ++ks) {
+                float av[4], bv[4];
+#pragma unroll
+                for (int i = 0; i < 4; ++i) av[i] = As[ks][ty + 16 * i];
+#pragma unroll
+                for (int j = 0; j < 4; ++j) bv[j] = Bs[ks][tx + 16 * j];
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) acc[i][j] = __fmaf_rn(av[i], bv[j], acc[i][j]);
+            }
+            __syncthreads();
         }
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) Cs[ty + 16 * i][tx + 16 * j] = acc[i][j];
         __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < 16; ++kk) {
-            float av[4], bv[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) av[i] = As[kk][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) acc[i][j] = __fmaf_rn(av[i], bv[j], acc[i][j]);
+        for (int e = threadIdx.x; e < kGT * kGT / 2; e += 256) { /* 64 rows x 32 (re, im) pairs */
+            const int r = e / (kGT / 2), c = (e % (kGT / 2)) * 2;
+            const int32_t gm = m0 + r, gn = n0 + c;
+            if (gm < M && gn < N) hyb_accum_at(h, tap, gm, gn, Cs[r][c], Cs[r][c + 1]);
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int32_t gm = m0 + ty + 16 * i, gn = n0 + tx + 16 * j;
-            if (gm < M && gn < N) h.G[(int64_t)gm * h.ldg + gn] = acc[i][j];
-        }
-}
-
-/* One tap's contribution to Y over frequency tile b: one thread per (sl, ol, fl) */
-__global__ void k_hyb_accum(const __grid_constant__ HybArgs h) {
-    const int64_t n = (int64_t)h.ns * h.no * h.nf;
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const int32_t fl = (int32_t)(i % h.nf);
-    const int64_t t = i / h.nf;
-    const int32_t ol = (int32_t)(t % h.no);
-    const int32_t sl = (int32_t)(t / h.no);
-    const int32_t f = h.b * h.nf + fl;
-    if (f >= h.F || !hyb_wants(h, sl)) return;
-    const uint32_t p = (uint32_t)(f / h.Wh), q = (uint32_t)(f - (int32_t)p * h.Wh);
-    const int32_t u = h.tap / h.k, v = h.tap - u * h.k;
-    const sd_cf T = sd_hyb_tap_twiddle(p, q, u, v, h.centre, (uint32_t)h.Hs, (uint32_t)h.Ws, h.in.twH, h.in.twW);
-    sd_cf* y = h.Y + ((int64_t)sl * h.ot + ol) * h.F + f;
-    *y = sd_hyb_accumulate(*y, h.tap, h.G + (int64_t)ol * h.ldg + ((int64_t)sl * h.nf + fl) * 2, T, f == 0,
-                           h.bias ? h.bias + h.o0 + ol : nullptr, h.bias_scale);
 }
 
 /* The four DFT stages, one thread per output element of every (sl, ol) plane of the chunk, over the two
@@ -308,20 +323,16 @@ struct DevHybPrep {
         h.ns = r.ns;
         h.o0 = r.og0 * sd_conv_producer::OT;
         h.no = (h.a.Cout - h.o0) < h.ot ? (h.a.Cout - h.o0) : h.ot;
-        const int32_t kk = h.k * h.k, M = h.no, N = h.ns * 2 * h.nf;
+        const int32_t M = h.no, N = h.ns * 2 * h.nf;
         const int32_t NB = (h.F + h.nf - 1) / h.nf;
         const dim3 g((unsigned)((N + kGT - 1) / kGT), (unsigned)((M + kGT - 1) / kGT));
-        for (int32_t b = 0; b < NB; ++b) {
-            h.b = b;
+        for (int32_t b = 0; b < NB; ++b) { /* per frequency tile: its input tile, then every tap's GEMM */
+            h.b = b;                       /* accumulated into Y in the GEMM's epilogue */
             k_hyb_xt<<<grid_of((int64_t)h.C * h.sb * h.nf, 256), 256, 0, st>>>(h);
-            for (int32_t tap = 0; tap < kk; ++tap) {
-                h.tap = tap;
-                if (h.split)
-                    k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
-                else
-                    k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
-                k_hyb_accum<<<grid_of((int64_t)h.ns * h.no * h.nf, 128), 128, 0, st>>>(h);
-            }
+            if (h.split)
+                k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
+            else
+                k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
         }
         const int64_t planes = (int64_t)h.ns * h.no;
         k_hyb_inv_col<<<grid_of(planes * h.F, 128), 128, 0, st>>>(h);

@@ -19,8 +19,8 @@ Options (``runtime.load(path, "cuda", **opts)``):
     library          the .so (or a build dir); default $SPECDEPLOY_KERNELS_LIB, else build/plugins
                      (``specdeploy build-plugins --kind cuda``)
     fp16             run the standard ops in float16 (the twin at its best precision, DESIGN §5);
-                     default: $SPECDEPLOY_CUDA_FP16 in {1,true,yes,on} (how `specdeploy bench
-                     --backend cuda` gets it), else False. SpecToSpatial then emits float16 directly;
+                     default: $SPECDEPLOY_CUDA_FP16 in {1,true,yes,on}, else False (`specdeploy bench`
+                     passes it: fp16 when the plan counts fp16). SpecToSpatial then emits float16 directly;
                      specdeploy ops keep float32 weights; logits are returned as float32.
     workspace        "per_op" (default) | "shared" (``specdeploy.native.executor``)
     measure_memory   read the allocator stats around each run (default True)

@@ -371,6 +371,7 @@ class NativeSession(Session):
                 # packed tensor itself can be dropped at its last reader
                 heads[s.output] = dev.header_copy(y)
                 tr.add(s.output + "#header", dev.nbytes(heads[s.output]))
+            del y  # env holds it: no second reference while later steps run
             tr.step(s.name, self._transient, need)
             for name in self._drop_after[s.pos]:
                 if name in keep or name not in env:

@@ -163,7 +163,7 @@ def hybrid_chunk(batch: int, C: int, O: int, Hs: int, Ws: int) -> tuple[int, int
     lets it), else ``(1, min(O, 8))``."""
     F = packed.num_coeffs(Hs, Ws)
     nf = min(F, 128)
-    budget = batch * (C + O) * Hs * Ws * 2.0 / HYB_BUDGET_DIV
+    budget = float(batch) * (float(C) + O) * Hs * Ws * 2.0 / HYB_BUDGET_DIV  # plan.cpp's double arithmetic
     if batch >= 1:
         for s, o in HYB_CANDIDATES:
             sb, ot = min(s, batch), min(o, O)
