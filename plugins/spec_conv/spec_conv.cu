@@ -127,8 +127,8 @@ __global__ void k_hyb_xt(const __grid_constant__ HybArgs h) {
  * product goes through the warp's staging tile into the epilogue (hyb_accum_at): a (re, im) pair sits
  * in adjacent columns of one fragment, and every tap's epilogue of a pair runs on the same lane, so Y's
  * read-modify-write needs no synchronisation and sums the taps in order. The host sums the same
- * products in fp32 in c order: the two differ by summation order and the split's rounding (DESIGN §7:
- * masks agree up to a relative 1e-3 of beta). M (channels of the chunk) is at most 16: rows 16-63 of
+ * products in fp32 in c order: this split path differs from it by summation order and the split's
+ * rounding (DESIGN §7: masks agree up to a relative 1e-3 of beta); the fp32 path below is bitwise equal. M (channels of the chunk) is at most 16: rows 16-63 of
  * the tile are padding (a 16-row tile is the next step, once it can be measured). */
 constexpr int kGT = 64, kGK = 32;
 __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ HybArgs h, int32_t M, int32_t N, int32_t K) {

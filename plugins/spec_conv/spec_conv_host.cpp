@@ -7,7 +7,7 @@
 namespace {
 
 /* The hybrid block's chunk preparation on the CPU (spec_conv.h; the CUDA launcher runs the same steps
- * as kernels and a cuBLASLt GEMM): for the chunk's samples that take part in the pass, Z of output
+ * as kernels, its hand-written GEMM accumulating Y in its epilogue): for the chunk's samples that take part in the pass, Z of output
  * channels [o0, o0 + no) into the workspace. */
 struct HostHybPrep {
     const sd::ConvPlan* P;
