@@ -57,12 +57,11 @@ struct HybArgs {
     int32_t mode, s0, ns, o0, no, b; /* chunk: samples s0.., channels o0.., frequency tile b */
     int32_t sb, ot, nf, k, centre, split, pool;
     int32_t C, F, Hs, Ws, Wh, oHs, oWs, oWh, oF;
-    int64_t ldg; /* sb * 2 * nf: columns of Xt and G */
+    int64_t ldg; /* sb * 2 * nf: columns of Xt */
     float bias_scale, fft_scale, out_scale;
     const float* w;
     const float* bias;
     void* Xt;
-    float* G; /* the host's per-tap GEMM result; unused here (the GEMM epilogue accumulates into Y) */
     sd_cf* Y; /* spectrum, then the spatial map, then Z [sb][ot][oF] (spec_conv_host.cpp) */
     sd_cf* A; /* inverse column stage, then the forward row stage */
     const sd_cf* twH2;
@@ -87,7 +86,8 @@ __device__ __forceinline__ float hyb_weight(const HybArgs& h, int32_t m, int32_t
 
 /* The GEMM epilogue: tap `tap`'s product (re, im) at row m (channel o0 + m) and columns (n, n + 1) of
  * frequency tile b (n even: column (sl * nf + fl) * 2) accumulated into Y, as the host's loop does
- * with its G (spec_conv_host.cpp): same function, same tap order. */
+ * with its G (spec_conv_host.cpp; the workspace's h_g, which only the host uses): same function,
+ * same tap order. */
 __device__ __forceinline__ void hyb_accum_at(const HybArgs& h, int32_t tap, int32_t m, int32_t n, float re, float im) {
     const int32_t sl = n / (2 * h.nf);
     const int32_t fl = (n - sl * 2 * h.nf) >> 1;
@@ -411,7 +411,6 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
         h.w = w;
         h.bias = P.has_bias ? b : nullptr;
         h.Xt = base + P.h_xt;
-        h.G = (float*)(base + P.h_g);
         h.Y = (sd_cf*)(base + P.h_y);
         h.A = (sd_cf*)(base + P.h_a);
         h.twH2 = twH2;
