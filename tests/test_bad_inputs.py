@@ -130,6 +130,8 @@ ROWS: list[tuple[str, str, int, str]] = [
     ("bench-batch-0", "bench {onnx} --twin {onnx_twin} --batch 0", 2, "--batch: batch sizes must be >= 1"),
     ("bench-batch-text", "bench {onnx} --twin {onnx_twin} --batch 1,x", 2, "is not an integer"),
     ("bench-batch-over-max", "bench {onnx} --twin {onnx_twin} --batch 16 --samples 8", 2, "declared maximum 8"),
+    ("bench-backend-opt-not-a-switch", "bench {onnx} --twin {onnx_twin} --backend native-host --backend-opt fp16=maybe "
+     "--samples 8", 2, "option 'fp16' must be true or false"),
     ("sweep-samples-0", "sweep {ck} --samples 0 --out {tmp}/s", 2, "argument --samples"),
     ("sweep-margin-below-1", "sweep {ck} --margin 0.9 --out {tmp}/s", 2, "argument --margin"),
     ("build-workspace-0", "build {onnx} -o {tmp}/e.engine --workspace 0", 2, "argument --workspace"),

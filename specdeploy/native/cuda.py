@@ -36,7 +36,7 @@ import numpy as np
 
 from specdeploy.native import abi
 from specdeploy.native.errors import NativeLibraryError
-from specdeploy.native.executor import NativeSession
+from specdeploy.native.executor import NativeSession, flag_option
 from specdeploy.runtime.errors import BackendUnavailableError
 from specdeploy.runtime.graph import ModelInfo
 
@@ -241,8 +241,7 @@ def cuda_session(info: ModelInfo, *, library: Any = None, fp16: bool | None = No
             raise BackendUnavailableError(
                 f"backend 'cuda' is not available on {dev} ({name}, compute capability {major}.{minor}): {e}{hint}"
             ) from e
-    if fp16 is None:
-        fp16 = _env_flag(FP16_ENV)
+    fp16 = _env_flag(FP16_ENV) if fp16 is None else flag_option("cuda", "fp16", fp16)
     return NativeSession(info, lib, TorchDevice(dev, "float16" if fp16 else "float32", measure_memory),
                          backend="cuda", workspace=workspace)
 

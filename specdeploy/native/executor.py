@@ -152,6 +152,14 @@ class BindContext:
     row_words: Callable[[str], int]
 
 
+def flag_option(backend: str, name: str, value: Any) -> bool:
+    """A backend option that is a switch (e.g. ``fp16``): a bool, or a clear error naming it (a string
+    like ``--backend-opt fp16=maybe`` must not switch it on by being truthy)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"backend '{backend}': option '{name}' must be true or false, got {value!r}")
+    return value
+
+
 class NativeSession(Session):
     """An exported model executed node by node: specdeploy ops through the C ABI, the rest on ``device``."""
 

@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from specdeploy.native import abi
 from specdeploy.native.errors import NativeLibraryError
-from specdeploy.native.executor import NativeSession
+from specdeploy.native.executor import NativeSession, flag_option
 from specdeploy.runtime.errors import BackendUnavailableError
 from specdeploy.runtime.graph import ModelInfo
 
@@ -186,6 +186,7 @@ class NumpyDevice(NumpyKernels):
 def host_session(info: ModelInfo, *, library: Any = None, fp16: bool = False, workspace: str = "per_op",
                  measure_memory: bool = True) -> NativeSession:
     """Backend "native-host": the host library with numpy buffers (``measure_memory`` has no effect)."""
+    fp16 = flag_option("native-host", "fp16", fp16)
     try:
         lib = abi.load("host", library)
     except NativeLibraryError as e:
