@@ -62,7 +62,7 @@ struct HybArgs {
     const float* w;
     const float* bias;
     void* Xt;
-    sd_cf* Y; /* spectrum, then the spatial map, then Z [sb][ot][oF] (spec_conv_host.cpp) */
+    sd_cf* Y; /* spectrum, then the spatial map, then Z (plane stride F; spec_conv_host.cpp) */
     sd_cf* A; /* inverse column stage, then the forward row stage */
     const sd_cf* twH2;
     const sd_cf* twW2;
@@ -258,55 +258,39 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
     }
 }
 
-/* The four DFT stages, one thread per output element of every (sl, ol) plane of the chunk, over the two
- * plane buffers: Y -> A, A -> Y (spatial map), Y -> A (pooled forward rows), A -> Y (Z, compact). */
-__global__ void k_hyb_inv_col(const __grid_constant__ HybArgs h) {
-    const int64_t per = (int64_t)h.Hs * h.Wh, n = (int64_t)h.ns * h.no * per;
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const int64_t pl0 = i / per, e = i - pl0 * per;
-    const int32_t ol = (int32_t)(pl0 % h.no), sl = (int32_t)(pl0 / h.no);
-    if (!hyb_wants(h, sl)) return;
+/* The spatial step of the chunk (spec_conv_host.cpp, same stages and order): one block per (sl, ol)
+ * plane, its threads striding over each stage's outputs, a barrier between stages (each stage reads
+ * the whole plane the previous one wrote): Y -> A (inverse columns), A -> Y (ReLU'd spatial map),
+ * Y -> A (pooled forward rows), A -> Y (Z, the first oF values of the plane). The planes stay in the
+ * workspace (L1/L2-resident: a plane is F complex), so any F works; one launch instead of four. */
+constexpr int kHybSpatialThreads = 256;
+__global__ void __launch_bounds__(kHybSpatialThreads) k_hyb_spatial(const __grid_constant__ HybArgs h) {
+    const int32_t ol = (int32_t)(blockIdx.x % (unsigned)h.no), sl = (int32_t)(blockIdx.x / (unsigned)h.no);
+    if (!hyb_wants(h, sl)) return; /* uniform over the block */
     const int64_t pl = (int64_t)sl * h.ot + ol;
-    const int32_t u = (int32_t)(e / h.Wh), q = (int32_t)(e % h.Wh);
-    h.A[pl * h.F + e] = sd_hyb_inv_col(h.Y + pl * h.F, h.Hs, h.Wh, (uint32_t)u, q, h.in.twH);
-}
-
-__global__ void k_hyb_inv_row(const __grid_constant__ HybArgs h) {
-    const int64_t per = (int64_t)h.Hs * h.Ws, n = (int64_t)h.ns * h.no * per;
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const int64_t pl0 = i / per, e = i - pl0 * per;
-    const int32_t ol = (int32_t)(pl0 % h.no), sl = (int32_t)(pl0 / h.no);
-    if (!hyb_wants(h, sl)) return;
-    const int64_t pl = (int64_t)sl * h.ot + ol;
-    const int32_t u = (int32_t)(e / h.Ws), v = (int32_t)(e % h.Ws);
-    float* sp = (float*)(h.Y + pl * h.F);
-    sp[e] = sd_hyb_inv_row(h.A + pl * h.F + (int64_t)u * h.Wh, h.Ws, h.Wh, (uint32_t)v, h.in.twW, h.fft_scale);
-}
-
-__global__ void k_hyb_fwd_row(const __grid_constant__ HybArgs h) {
-    const int64_t per = (int64_t)h.oHs * h.oWh, n = (int64_t)h.ns * h.no * per;
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const int64_t pl0 = i / per, e = i - pl0 * per;
-    const int32_t ol = (int32_t)(pl0 % h.no), sl = (int32_t)(pl0 / h.no);
-    if (!hyb_wants(h, sl)) return;
-    const int64_t pl = (int64_t)sl * h.ot + ol;
-    const int32_t u2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e % h.oWh);
-    h.A[pl * h.F + e] = sd_hyb_fwd_row((const float*)(h.Y + pl * h.F), h.Hs, h.Ws, h.pool, h.oWs, u2, (uint32_t)q2, h.twW2);
-}
-
-__global__ void k_hyb_fwd_col(const __grid_constant__ HybArgs h) {
-    const int64_t per = (int64_t)h.oF, n = (int64_t)h.ns * h.no * per;
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const int64_t pl0 = i / per, e = i - pl0 * per;
-    const int32_t ol = (int32_t)(pl0 % h.no), sl = (int32_t)(pl0 / h.no);
-    if (!hyb_wants(h, sl)) return;
-    const int64_t pl = (int64_t)sl * h.ot + ol;
-    const int32_t p2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e % h.oWh);
-    h.Y[pl * h.oF + e] = sd_hyb_fwd_col(h.A + pl * h.F, h.oHs, h.oWh, (uint32_t)p2, q2, h.twH2, h.out_scale);
+    sd_cf* Y = h.Y + pl * h.F;
+    sd_cf* A = h.A + pl * h.F;
+    float* sp = (float*)Y;
+    const int32_t t = threadIdx.x, nt = blockDim.x;
+    for (int32_t e = t; e < h.F; e += nt) {
+        const int32_t u = e / h.Wh, q = e - u * h.Wh;
+        A[e] = sd_hyb_inv_col(Y, h.Hs, h.Wh, (uint32_t)u, q, h.in.twH);
+    }
+    __syncthreads();
+    for (int32_t e = t; e < h.Hs * h.Ws; e += nt) {
+        const int32_t u = e / h.Ws, v = e - u * h.Ws;
+        sp[e] = sd_hyb_inv_row(A + (int64_t)u * h.Wh, h.Ws, h.Wh, (uint32_t)v, h.in.twW, h.fft_scale);
+    }
+    __syncthreads();
+    for (int32_t e = t; e < h.oHs * h.oWh; e += nt) {
+        const int32_t u2 = e / h.oWh, q2 = e - u2 * h.oWh;
+        A[e] = sd_hyb_fwd_row(sp, h.Hs, h.Ws, h.pool, h.oWs, u2, (uint32_t)q2, h.twW2);
+    }
+    __syncthreads();
+    for (int32_t e = t; e < h.oF; e += nt) {
+        const int32_t p2 = e / h.oWh, q2 = e - p2 * h.oWh;
+        Y[e] = sd_hyb_fwd_col(A, h.oHs, h.oWh, (uint32_t)p2, q2, h.twH2, h.out_scale);
+    }
 }
 
 inline unsigned grid_of(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
@@ -334,11 +318,7 @@ struct DevHybPrep {
             else
                 k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
         }
-        const int64_t planes = (int64_t)h.ns * h.no;
-        k_hyb_inv_col<<<grid_of(planes * h.F, 128), 128, 0, st>>>(h);
-        k_hyb_inv_row<<<grid_of(planes * h.Hs * h.Ws, 128), 128, 0, st>>>(h);
-        k_hyb_fwd_row<<<grid_of(planes * h.oHs * h.oWh, 128), 128, 0, st>>>(h);
-        k_hyb_fwd_col<<<grid_of(planes * h.oF, 128), 128, 0, st>>>(h);
+        k_hyb_spatial<<<(unsigned)((int64_t)h.ns * h.no), kHybSpatialThreads, 0, st>>>(h);
         return cudaGetLastError();
     }
 };

@@ -337,21 +337,23 @@ SD_HD inline sd_cf sd_hyb_fwd_col(const sd_cf* Bq, int32_t oHs, int32_t oWh, uin
     return sd_dft_col(Bq + q2, oWh, oHs, (uint32_t)oHs, p2, twH2, scale);
 }
 
-/* The pipeline's producer of the hybrid block: the chunk's Z buffer, written by the chunk preparation
- * (spec_conv_host.cpp / spec_conv.cu) before the chunk's tiles. Chunks start at multiples of sb
- * samples and ot channels, so (s % sb, o % ot) index the buffer. */
+/* The pipeline's producer of the hybrid block: the chunk's Z, written by the chunk preparation
+ * (spec_conv_host.cpp / spec_conv.cu) before the chunk's tiles into the first oF values of each
+ * (sample, channel) plane of the Y buffer (plane stride F: every plane is finished by one CUDA block,
+ * so no plane's Z may overlap another plane). Chunks start at multiples of sb samples and ot channels,
+ * so (s % sb, o % ot) index the buffer. */
 struct sd_hyb_producer {
     static constexpr int OT = 8;
     sd_conv_producer in; /* input access, flags */
-    const sd_cf* Z;      /* [sb][ot][oF] */
-    int32_t sb, ot, oF;
+    const sd_cf* Z;      /* [sb][ot][F], Z in the first oF of each plane */
+    int32_t sb, ot, F;
 
     SD_HD inline void eval(int32_t s, int32_t f, int32_t o0, int32_t no, sd_cf* v, bool* cand) const {
-        const sd_cf* z = Z + ((int64_t)(s % sb) * ot) * oF + f;
+        const sd_cf* z = Z + ((int64_t)(s % sb) * ot) * F + f;
         SD_UNROLL
         for (int j = 0; j < OT; ++j) {
             cand[j] = j < no;
-            v[j] = j < no ? z[(int64_t)((o0 + j) % ot) * oF] : sd_cf_zero();
+            v[j] = j < no ? z[(int64_t)((o0 + j) % ot) * F] : sd_cf_zero();
         }
     }
     SD_HD inline sd_cf finalize(sd_cf v) const { return v; }
@@ -400,7 +402,7 @@ inline sd_hyb_producer sd_hyb_setup(const sd::ConvPlan& P, void* workspace, cons
     h.Z = (const sd_cf*)(sd::ws_base(workspace) + P.h_y);
     h.sb = P.hyb_sb;
     h.ot = P.hyb_ot;
-    h.oF = P.oF;
+    h.F = P.F;
     return h;
 }
 

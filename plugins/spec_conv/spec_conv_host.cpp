@@ -25,7 +25,7 @@ struct HostHybPrep {
         const int64_t ldg = (int64_t)p.hyb_sb * 2 * nf;
         float* Xt = (float*)(base + p.h_xt);
         float* G = (float*)(base + p.h_g);
-        sd_cf* Y = (sd_cf*)(base + p.h_y); /* spectrum, then the spatial map, then Z [sb][ot][oF] */
+        sd_cf* Y = (sd_cf*)(base + p.h_y); /* spectrum, then the spatial map, then Z (plane stride F) */
         sd_cf* A = (sd_cf*)(base + p.h_a); /* inverse column stage, then the forward row stage */
         const sd_cf* twH = in->twH;
         const sd_cf* twW = in->twW;
@@ -76,10 +76,10 @@ struct HostHybPrep {
                 }
             }
         }
-        /* inverse rfft2 + relu, pool, forward rfft2, per (sample, channel) plane, over two planes of F
-         * complex: Y -> A (inverse columns), A -> Y as the spatial map (Hs*Ws floats <= 2F), Y -> A (pool,
-         * forward rows), A -> Y as Z (compact [sb][ot][oF]: plane pl's Z only overlaps planes <= pl,
-         * all consumed by then) */
+        /* inverse rfft2 + relu, pool, forward rfft2, per (sample, channel) plane, over its two planes of F
+         * complex (the CUDA launcher runs one block per plane, the four stages separated by barriers):
+         * Y -> A (inverse columns), A -> Y as the spatial map (Hs*Ws floats <= 2F), Y -> A (pool, forward
+         * rows), A -> Y as Z (the first oF values of the plane) */
         for (int32_t sl = 0; sl < r.ns; ++sl) {
             if (!want[sl]) continue;
             for (int32_t ol = 0; ol < no; ++ol) {
@@ -98,7 +98,7 @@ struct HostHybPrep {
                         Bq[(int64_t)u2 * p.oWh + q2] = sd_hyb_fwd_row(spp, p.Hs, p.Ws, p.pool, p.oWs, u2, (uint32_t)q2, twW2);
                 for (int32_t p2 = 0; p2 < p.oHs; ++p2)
                     for (int32_t q2 = 0; q2 < p.oWh; ++q2)
-                        Y[pl * p.oF + (int64_t)p2 * p.oWh + q2] = sd_hyb_fwd_col(Bq, p.oHs, p.oWh, (uint32_t)p2, q2, twH2, p.out_scale);
+                        Y[pl * p.F + (int64_t)p2 * p.oWh + q2] = sd_hyb_fwd_col(Bq, p.oHs, p.oWh, (uint32_t)p2, q2, twH2, p.out_scale);
             }
         }
     }

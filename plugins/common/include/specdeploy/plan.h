@@ -58,8 +58,9 @@ struct ConvPlan {
     /* hybrid chunk buffers: input tile [C][hyb_sb * 2 * hyb_nf] (4 bytes per element: fp32, or the hi
      * then the lo fp16 matrix of a split GEMM), one tap's GEMM result [hyb_ot][hyb_sb * 2 * hyb_nf]
      * fp32, and two planes per (sample, channel) of the chunk, [hyb_sb][hyb_ot][F] complex each: the
-     * spectrum Y (then the spatial map, then Z, the chunk's output spectrum [sb][ot][oF] that the
-     * pipeline packs) and the stage buffer (inverse column stage, then the forward row stage) */
+     * spectrum Y (then the spatial map, then Z, the chunk's output spectrum that the pipeline packs,
+     * in the first oF values of each plane) and the stage buffer (inverse column stage, then the
+     * forward row stage) */
     int32_t hyb_nf = 0;
     size_t h_xt = 0, h_g = 0, h_y = 0, h_a = 0;
     size_t ws_bytes = 0;              /* total, including kWsAlign slack */
