@@ -1,8 +1,8 @@
 """The hybrid SpecConv (activation "relu", pool none/max2/avg2; DESIGN §2b) of the host library vs a numpy
 implementation of §2b written here, and the header flags bit of the native ops.
 
-The library computes the spectral product as fp32 GEMMs over a dense input tile (the GPU: hi + lo fp16
-pairs on tensor cores, about fp32 precision) and the transforms as direct fp32 DFTs, so it sums in another
+The library computes the spectral product as fp32 GEMMs over a dense input tile (the GPU: over the input
+read in place, hi + lo fp16 pairs on tensor cores, about fp32 precision) and the transforms as direct fp32 DFTs, so it sums in another
 order than numpy's FFTs.
 Comparison rule (DESIGN §7): masks equal except coefficients whose |Z| lies within a relative 1e-3 of the
 threshold; nnz equal up to those; beta_used and overflowed bit-identical; values to fp32 (fp16) rounding
@@ -90,8 +90,10 @@ CASES = [  # in_domain, B, C, O, Hs, Ws, k, pool, value_dtype, bias, kept_in
     ("spectral", 3, 6, 4, 130, 3, 3, "avg2", "fp16", True, 0.2),
     ("spatial", 5, 3, 6, 10, 9, 3, "max2", "fp32", True, None),
     ("spatial", 2, 2, 18, 8, 8, 5, "none", "fp16", True, None),
-    # a chunk larger than the smallest (2 samples x 16 channels: test_chunk_policy), partial in both
+    # chunks larger than the smallest (test_chunk_policy): 1 sample x 72 channels; 2 samples x 16
+    # channels, partial in both
     ("spectral", 33, 64, 72, 8, 8, 3, "max2", "fp16", True, 0.3),
+    ("spectral", 9, 128, 40, 8, 8, 3, "avg2", "fp32", True, 0.3),
 ]
 
 
@@ -160,23 +162,31 @@ def test_nonfinite_input_sets_the_sticky_flag(host_lib):
 
 
 def test_chunk_policy():
-    """The hybrid chunk (plan.cpp hyb_chunk, ported as spec_conv.hybrid_chunk): the smallest chunk where
-    the layer is small, a larger one only within 1/8 of the layer's dense fp16 activations, and never
-    more than 4 samples x 16 channels."""
+    """The hybrid chunk (plan.cpp hyb_chunk, ported as spec_conv.hybrid_chunk): the fewest chunks per
+    call whose buffers fit 1/8 of the layer's dense fp16 activations (ties: smaller buffers, then more
+    channels), else the smallest chunk; checked against a brute force over every sb <= B and channel count."""
     from specdeploy.ops import spec_conv as sc
 
-    assert sc.hybrid_chunk(33, 64, 72, 8, 8) == (2, 16)  # the last CASES entry exercises it
-    assert sc.hybrid_chunk(1, 16, 16, 34, 34) == (1, 8)
+    assert sc.hybrid_chunk(33, 64, 72, 8, 8) == (1, 72)  # CASES exercise these two
+    assert sc.hybrid_chunk(9, 128, 40, 8, 8) == (2, 16)
+    assert sc.hybrid_chunk(1, 16, 16, 34, 34) == (1, 8)  # nothing fits: the smallest
     assert sc.hybrid_chunk(1, 3, 5, 8, 8) == (1, 5)
-    for B in (1, 8, 32, 128):
-        for C, O, Hs in ((3, 64, 34), (64, 64, 34), (128, 256, 10), (512, 512, 4)):
+    assert sc.hybrid_chunk(8, 128, 256, 10, 10) == (1, 64)  # chunks tie from 1x64 to 8x8: most channels
+    for B in (1, 3, 8, 32, 128):
+        for C, O, Hs in ((3, 64, 34), (64, 64, 34), (128, 256, 10), (512, 512, 4), (16, 20, 9)):
+            F = packed.num_coeffs(Hs, Hs)
+            budget = B * (C + O) * Hs * Hs * 2 / sc.HYB_BUDGET_DIV
             sb, ot = sc.hybrid_chunk(B, C, O, Hs, Hs)
-            assert 1 <= sb <= min(B, sc.HYB_SAMPLES) and 1 <= ot <= min(O, sc.HYB_CHANNELS)
-            if (sb, ot) != (1, min(O, 8)):
-                F = packed.num_coeffs(Hs, Hs)
-                used = sc._hybrid_chunk_bytes(C, F, min(F, 128), sb, ot)
-                assert used <= B * (C + O) * Hs * Hs * 2 / sc.HYB_BUDGET_DIV
-    assert sc.hybrid_chunk(128, 64, 64, 34, 34) == (4, 16)
+            # channel chunks are whole groups of the pipeline's 8 channels, or all O
+            fits = [(s, o) for s in range(1, B + 1) for o in sorted({*range(8, O + 1, 8), O})
+                    if sc._hybrid_chunk_bytes(F, s, o) <= budget]
+            if (sb, ot) == (1, min(O, 8)) and not fits:
+                continue
+            assert sc._hybrid_chunk_bytes(F, sb, ot) <= budget
+            chunks = -(-B // sb) * -(-O // ot)
+            best = min(-(-B // s) * -(-O // o) for s, o in fits)
+            # candidates are powers of two (and B, O themselves): within 2x of the best over all sizes
+            assert chunks <= 2 * best, (B, C, O, Hs, (sb, ot), chunks, best)
 
 
 @pytest.mark.parametrize("B", [0, 1, 3, 4, 9, 32])

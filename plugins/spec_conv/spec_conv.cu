@@ -54,14 +54,12 @@ __global__ void k_rfft_cols(sd_cf* X, int32_t H, int32_t Hs, int32_t Wh, int32_t
 struct HybArgs {
     sd_conv_producer in;
     sd_pipe a;
-    int32_t mode, s0, ns, o0, no, b; /* chunk: samples s0.., channels o0.., frequency tile b */
-    int32_t sb, ot, nf, k, centre, split, pool;
+    int32_t mode, s0, ns, o0, no; /* chunk: samples s0.., channels o0.. */
+    int32_t sb, ot, k, centre, split, pool;
     int32_t C, F, Hs, Ws, Wh, oHs, oWs, oWh, oF;
-    int64_t ldg; /* sb * 2 * nf: columns of Xt */
     float bias_scale, fft_scale, out_scale;
     const float* w;
     const float* bias;
-    void* Xt;
     sd_cf* Y; /* spectrum, then the spatial map, then Z (plane stride F; spec_conv_host.cpp) */
     sd_cf* A; /* inverse column stage, then the forward row stage */
     const sd_cf* twH2;
@@ -84,15 +82,22 @@ __device__ __forceinline__ float hyb_weight(const HybArgs& h, int32_t m, int32_t
     return h.w[((int64_t)(h.o0 + m) * h.C + c) * kk + tap];
 }
 
-/* The GEMM epilogue: tap `tap`'s product (re, im) at row m (channel o0 + m) and columns (n, n + 1) of
- * frequency tile b (n even: column (sl * nf + fl) * 2) accumulated into Y, as the host's loop does
- * with its G (spec_conv_host.cpp; the workspace's h_g, which only the host uses): same function,
- * same tap order. */
+/* The GEMM's B operand in place: column pair (n, n + 1), n even, is X[c, (sl, f)] = (re, im) of the
+ * chunk's sample sl at frequency f, n = (sl * F + f) * 2 (zero for a sample that skips the pass). The
+ * host builds the same values into its input tile (spec_conv_host.cpp). */
+__device__ __forceinline__ sd_cf hyb_input_at(const HybArgs& h, int32_t c, int32_t n) {
+    const int32_t sl = n / (2 * h.F);
+    const int32_t f = (n - sl * 2 * h.F) >> 1;
+    return hyb_wants(h, sl) ? h.in.input(h.s0 + sl, c, f) : sd_cf_zero();
+}
+
+/* The GEMM epilogue: tap `tap`'s product (re, im) at row m (channel o0 + m) and columns (n, n + 1)
+ * (n even: sample sl, frequency f as above) accumulated into Y, as the host's loop does with its G
+ * (spec_conv_host.cpp): same function, same tap order. */
 __device__ __forceinline__ void hyb_accum_at(const HybArgs& h, int32_t tap, int32_t m, int32_t n, float re, float im) {
-    const int32_t sl = n / (2 * h.nf);
-    const int32_t fl = (n - sl * 2 * h.nf) >> 1;
-    const int32_t f = h.b * h.nf + fl;
-    if (f >= h.F || !hyb_wants(h, sl)) return;
+    const int32_t sl = n / (2 * h.F);
+    const int32_t f = (n - sl * 2 * h.F) >> 1;
+    if (!hyb_wants(h, sl)) return;
     const uint32_t p = (uint32_t)(f / h.Wh), q = (uint32_t)(f - (int32_t)p * h.Wh);
     const int32_t u = tap / h.k, v = tap - u * h.k;
     const sd_cf T = sd_hyb_tap_twiddle(p, q, u, v, h.centre, (uint32_t)h.Hs, (uint32_t)h.Ws, h.in.twH, h.in.twW);
@@ -101,35 +106,27 @@ __device__ __forceinline__ void hyb_accum_at(const HybArgs& h, int32_t tap, int3
     *y = sd_hyb_accumulate(*y, tap, g, T, f == 0, h.bias ? h.bias + h.o0 + m : nullptr, h.bias_scale);
 }
 
-/* input tile of frequency tile b: Xt[c * ldg + (sl*nf + fl)*2 + {0,1}]; zeros past F and for skipped samples */
-__global__ void k_hyb_xt(const __grid_constant__ HybArgs h) {
-    const int64_t n = (int64_t)h.C * h.sb * h.nf;
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const int32_t fl = (int32_t)(i % h.nf);
-    const int64_t t = i / h.nf;
-    const int32_t sl = (int32_t)(t % h.sb);
-    const int32_t c = (int32_t)(t / h.sb);
-    const int32_t f = h.b * h.nf + fl;
-    sd_cf x = sd_cf_zero();
-    if (hyb_wants(h, sl) && f < h.F) x = h.in.input(h.s0 + sl, c, f);
-    const int64_t j = (int64_t)c * h.ldg + ((int64_t)sl * h.nf + fl) * 2;
-    const int64_t nx = (int64_t)h.C * h.ldg; /* elements of the Xt matrix (lo half offset) */
-    sd_gemm_store(h.Xt, j, nx, h.split, x.re);
-    sd_gemm_store(h.Xt, j + 1, nx, h.split, x.im);
+/* The hi + lo fp16 pair of an fp32 operand (spec_conv.h: hi = fp16(v), lo = fp16(v - hi)). */
+__device__ __forceinline__ void hyb_split(float v, __half* hi, __half* lo) {
+    const uint16_t h16 = sd_f32_to_f16(v);
+    *hi = __ushort_as_half(h16);
+    *lo = __ushort_as_half(sd_f32_to_f16(sd_fadd(v, -sd_f16_to_f32(h16))));
 }
 
-/* Y (+)= sum_tap T_tap * (W_tap Xt) over the first N columns of frequency tile b, W_tap[M][K] =
- * w[o0 + m, c, tap], fp16 values: each operand is a hi + lo pair of fp16 values (Xt: sd_gemm_store, lo
- * at +K*ldg halves; W_tap: split as it is loaded from w), and the product is hi*hi + hi*lo + lo*hi on
- * the tensor cores (WMMA 16x16x16, fp32 accumulation): about fp32 precision at 3 MMAs per step. A 64x64
- * tile per block of 4 warps (2x2 warps of 2x2 fragments); the taps run inside the kernel, each tap's
- * product goes through the warp's staging tile into the epilogue (hyb_accum_at): a (re, im) pair sits
- * in adjacent columns of one fragment, and every tap's epilogue of a pair runs on the same lane, so Y's
- * read-modify-write needs no synchronisation and sums the taps in order. The host sums the same
- * products in fp32 in c order: this split path differs from it by summation order and the split's
- * rounding (DESIGN §7: masks agree up to a relative 1e-3 of beta); the fp32 path below is bitwise equal. M (channels of the chunk) is at most 16: rows 16-63 of
- * the tile are padding (a 16-row tile is the next step, once it can be measured). */
+/* Y (+)= sum_tap T_tap * (W_tap X) over all N = ns * 2 * F columns of the chunk (every frequency in one
+ * launch), W_tap[M][K] = w[o0 + m, c, tap], X read in place (hyb_input_at: the packed input decoded,
+ * the dense spatial spectrum, or the streamed one recomputed, as the paper block's tiles read it;
+ * no input tile in the workspace). fp16 values: each operand is a hi + lo pair of fp16 values (split
+ * as it is loaded), and the product is hi*hi + hi*lo + lo*hi on the tensor cores (WMMA 16x16x16, fp32
+ * accumulation): about fp32 precision at 3 MMAs per step. A 64x64 tile per block of 4 warps (2x2 warps
+ * of 2x2 fragments); the taps run inside the kernel (the input is decoded once per tap and K step),
+ * each tap's product goes through the warp's staging tile into the epilogue (hyb_accum_at): a (re, im)
+ * pair sits in adjacent columns of one fragment, and every tap's epilogue of a pair runs on the same
+ * lane, so Y's read-modify-write needs no synchronisation and sums the taps in order. The host sums
+ * the same products in fp32 in c order: this split path differs from it by summation order and the
+ * split's rounding (DESIGN §7: masks agree up to a relative 1e-3 of beta); the fp32 path below is
+ * bitwise equal. M (channels of the chunk, up to O) fills the 64-row tile when the chunk has >= 64
+ * channels; smaller chunks pad it. */
 constexpr int kGT = 64, kGK = 32;
 __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ HybArgs h, int32_t M, int32_t N, int32_t K) {
     using namespace nvcuda;
@@ -137,12 +134,9 @@ __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ Hy
     __shared__ __align__(32) __half Bs[2][kGK][kGT + 8];
     __shared__ __align__(32) float Cs[4][16][16 + 4];
     if (!hyb_any(h)) return;
-    const __half* Xt = (const __half*)h.Xt;
-    const int64_t xlo = (int64_t)K * h.ldg;
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-    const __half zero = __float2half(0.0f);
     const int32_t kk = h.k * h.k;
     for (int32_t tap = 0; tap < kk; ++tap) {
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
@@ -155,17 +149,14 @@ __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ Hy
                 const int r = i / kGK, c = i % kGK;
                 const int32_t gm = m0 + r, gk = k0 + c;
                 const float v = (gm < M && gk < K) ? hyb_weight(h, gm, gk, tap) : 0.0f;
-                const uint16_t hi = sd_f32_to_f16(v); /* the pair sd_gemm_store writes */
-                As[0][r][c] = __ushort_as_half(hi);
-                As[1][r][c] = __ushort_as_half(sd_f32_to_f16(sd_fadd(v, -sd_f16_to_f32(hi))));
+                hyb_split(v, &As[0][r][c], &As[1][r][c]);
             }
-            for (int i = threadIdx.x; i < kGK * kGT; i += blockDim.x) {
-                const int r = i / kGT, c = i % kGT;
-                const int32_t gk = k0 + r, gn = n0 + c;
-                const bool in = gk < K && gn < N;
-                const int64_t at = (int64_t)gk * h.ldg + gn;
-                Bs[0][r][c] = in ? Xt[at] : zero;
-                Bs[1][r][c] = in ? Xt[xlo + at] : zero;
+            for (int i = threadIdx.x; i < kGK * kGT / 2; i += blockDim.x) { /* (re, im) column pairs */
+                const int r = i / (kGT / 2), c = (i % (kGT / 2)) * 2;
+                const int32_t gk = k0 + r, gn = n0 + c; /* n0, c even: gn is a pair's re column */
+                const sd_cf x = (gk < K && gn < N) ? hyb_input_at(h, gk, gn) : sd_cf_zero();
+                hyb_split(x.re, &Bs[0][r][c], &Bs[1][r][c]);
+                hyb_split(x.im, &Bs[0][r][c + 1], &Bs[1][r][c + 1]);
             }
             __syncthreads();
 #pragma unroll
@@ -214,7 +205,6 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
     __shared__ float Bs[16][kGT];
     __shared__ float Cs[kGT][kGT + 1];
     if (!hyb_any(h)) return;
-    const float* Xt = (const float*)h.Xt;
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int32_t kk = h.k * h.k;
@@ -225,9 +215,13 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
                 const int r = i / 16, c = i % 16; /* As[k][m] = w[o0 + m0 + r, k0 + c, tap] */
                 const int32_t gm = m0 + r, gk = k0 + c;
                 As[c][r] = (gm < M && gk < K) ? hyb_weight(h, gm, gk, tap) : 0.0f;
-                const int rb = i / kGT, cb = i % kGT;
+            }
+            for (int i = threadIdx.x; i < 16 * kGT / 2; i += 256) { /* (re, im) column pairs, in place */
+                const int rb = i / (kGT / 2), cb = (i % (kGT / 2)) * 2;
                 const int32_t gk2 = k0 + rb, gn = n0 + cb;
-                Bs[rb][cb] = (gk2 < K && gn < N) ? Xt[(int64_t)gk2 * h.ldg + gn] : 0.0f;
+                const sd_cf x = (gk2 < K && gn < N) ? hyb_input_at(h, gk2, gn) : sd_cf_zero();
+                Bs[rb][cb] = x.re;
+                Bs[rb][cb + 1] = x.im;
             }
             __syncthreads();
 #pragma unroll
@@ -293,8 +287,6 @@ __global__ void __launch_bounds__(kHybSpatialThreads) k_hyb_spatial(const __grid
     }
 }
 
-inline unsigned grid_of(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
-
 /* The chunk preparation of the hybrid pipeline: enqueues the kernels above for one chunk. */
 struct DevHybPrep {
     HybArgs base;
@@ -307,17 +299,12 @@ struct DevHybPrep {
         h.ns = r.ns;
         h.o0 = r.og0 * sd_conv_producer::OT;
         h.no = (h.a.Cout - h.o0) < h.ot ? (h.a.Cout - h.o0) : h.ot;
-        const int32_t M = h.no, N = h.ns * 2 * h.nf;
-        const int32_t NB = (h.F + h.nf - 1) / h.nf;
+        const int32_t M = h.no, N = h.ns * 2 * h.F; /* plan: sb * 2 * F <= 2^31 - 1 */
         const dim3 g((unsigned)((N + kGT - 1) / kGT), (unsigned)((M + kGT - 1) / kGT));
-        for (int32_t b = 0; b < NB; ++b) { /* per frequency tile: its input tile, then every tap's GEMM */
-            h.b = b;                       /* accumulated into Y in the GEMM's epilogue */
-            k_hyb_xt<<<grid_of((int64_t)h.C * h.sb * h.nf, 256), 256, 0, st>>>(h);
-            if (h.split)
-                k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
-            else
-                k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
-        }
+        if (h.split) /* every tap's GEMM, accumulated into Y in the epilogue */
+            k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
+        else
+            k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
         k_hyb_spatial<<<(unsigned)((int64_t)h.ns * h.no), kHybSpatialThreads, 0, st>>>(h);
         return cudaGetLastError();
     }
@@ -383,14 +370,11 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
         h.oWs = P.oWs;
         h.oWh = P.oWh;
         h.oF = P.oF;
-        h.nf = P.hyb_nf;
-        h.ldg = (int64_t)P.hyb_sb * 2 * P.hyb_nf;
         h.bias_scale = P.bias_scale;
         h.fft_scale = P.fft_scale;
         h.out_scale = P.out_scale;
         h.w = w;
         h.bias = P.has_bias ? b : nullptr;
-        h.Xt = base + P.h_xt;
         h.Y = (sd_cf*)(base + P.h_y);
         h.A = (sd_cf*)(base + P.h_a);
         h.twH2 = twH2;

@@ -213,30 +213,18 @@ struct sd_conv_producer {
 
 /* ---------------------------------------------------------------------------------------------- */
 /* The hybrid block (activation RELU, DESIGN §2b), per chunk of samples x output channels (plan.h): */
-/*   per tile of nf = min(F, 128) frequencies and per kernel tap (u, v):                             */
+/*   per kernel tap (u, v):                                                                          */
 /*     G[o, (s, f)] = sum_c w[o, c, u, v] X[c, (s, f)]          one real GEMM (weights read in place)  */
 /*     Y[o, f] += T_H(p, u) T_W(q, v) G[o, f]                    (+ bias on DC at the first tap)       */
 /*   y = relu(irfft2(Y)), pooled, Z = rfft2(pooled): direct DFTs over twiddle tables, two planes of   */
 /*   F complex per (sample, channel) (spec_conv_host.cpp: which stage lives where)                    */
-/* GEMM operands are fp32 (the GPU runs fp16 values' GEMMs on tensor cores as hi + lo fp16 pairs); */
-/* everything after the GEMM is the same SD_HD code on host and device.                             */
-
-/* GEMM operand storage. fp32 (split = 0; the host, and the GPU for fp32 values), or a split pair of
- * fp16 matrices (split = 1; the GPU's tensor cores for fp16 values): hi = fp16(v) at half index i,
- * lo = fp16(v - hi) at half index n + i (n = elements of the matrix); hi*hi + hi*lo + lo*hi keeps
- * about 22 bits of each product for |v| >= 2^-3 or so, fewer below (lo becomes an fp16 subnormal:
- * about 16 bits at |v| ~ 0.01, typical weights), so the GPU differs from the host's fp32 by
- * summation order and a rounding far inside DESIGN §7's relative 1e-3 of beta (the GPU tests hold
- * it); scaling lo by 2^11 into its own accumulator would restore the 22 bits. */
-SD_HD inline void sd_gemm_store(void* buf, int64_t i, int64_t n, int32_t split, float v) {
-    if (split) {
-        const uint16_t hi = sd_f32_to_f16(v);
-        ((uint16_t*)buf)[i] = hi;
-        ((uint16_t*)buf)[n + i] = sd_f32_to_f16(sd_fadd(v, -sd_f16_to_f32(hi)));
-    } else {
-        ((float*)buf)[i] = v;
-    }
-}
+/* GEMM operands are fp32 (the GPU runs fp16 values' GEMMs on tensor cores as hi + lo fp16 pairs, */
+/* spec_conv.cu hyb_split); everything after the GEMM is the same SD_HD code on host and device.    */
+/* The split: hi = fp16(v), lo = fp16(v - hi); hi*hi + hi*lo + lo*hi keeps about 22 bits of each   */
+/* product for |v| >= 2^-3 or so, fewer below (lo becomes an fp16 subnormal: about 16 bits at      */
+/* |v| ~ 0.01, typical weights), so the GPU differs from the host's fp32 by summation order and a   */
+/* rounding far inside DESIGN §7's relative 1e-3 of beta (the GPU tests hold it); scaling lo by     */
+/* 2^11 into its own accumulator would restore the 22 bits.                                         */
 
 /* (a * b) mod n for a, b < 2^31 */
 SD_HD inline uint32_t sd_mulmod(uint32_t a, uint32_t b, uint32_t n) { return (uint32_t)(((uint64_t)a * b) % n); }

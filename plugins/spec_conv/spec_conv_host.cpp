@@ -1,4 +1,5 @@
 /* SpecConv, host library: the C ABI over the same per-element functions as spec_conv.cu. */
+#include <new>
 #include <vector>
 
 #include "spec_conv.h"
@@ -7,32 +8,42 @@
 namespace {
 
 /* The hybrid block's chunk preparation on the CPU (spec_conv.h; the CUDA launcher runs the same steps
- * as kernels, its hand-written GEMM accumulating Y in its epilogue): for the chunk's samples that take part in the pass, Z of output
- * channels [o0, o0 + no) into the workspace. */
+ * as kernels, its GEMM reading the input in place and accumulating Y in its epilogue): for the chunk's
+ * samples that take part in the pass, Z of output channels [o0, o0 + no) into the workspace. The GEMM
+ * operands (an input tile of nf frequencies, one tap's product) live in this library's own scratch
+ * (`Scratch`, heap), not in the declared workspace: the GPU needs neither. */
 struct HostHybPrep {
+    struct Scratch {
+        std::vector<float> xt, g;
+        std::vector<char> want;
+    };
     const sd::ConvPlan* P;
     const sd_conv_producer* in;
     const sd_pipe* a;
     const float* w;
     const float* bias;
     unsigned char* base;
+    Scratch* scr;
+
+    /* frequencies per GEMM tile on the host: any tiling gives the same bits (each element sums c in order) */
+    static int32_t tile_nf(const sd::ConvPlan& p) { return p.F < SD_BLOCK_F ? p.F : SD_BLOCK_F; }
 
     void operator()(int mode, const sd_tile_range& r) const {
         const sd::ConvPlan& p = *P;
         const int32_t o0 = r.og0 * sd_conv_producer::OT;
         const int32_t no = (p.O - o0) < p.hyb_ot ? (p.O - o0) : p.hyb_ot;
-        const int32_t k = p.k, kk = k * k, nf = p.hyb_nf; /* fp32 operands (the GPU's split GEMM keeps ~fp32) */
+        const int32_t k = p.k, kk = k * k, nf = tile_nf(p); /* fp32 operands (the GPU's split GEMM keeps ~fp32) */
         const int64_t ldg = (int64_t)p.hyb_sb * 2 * nf;
-        float* Xt = (float*)(base + p.h_xt);
-        float* G = (float*)(base + p.h_g);
+        float* Xt = scr->xt.data(); /* [C][ldg] */
+        float* G = scr->g.data();   /* [ot][ldg] */
         sd_cf* Y = (sd_cf*)(base + p.h_y); /* spectrum, then the spatial map, then Z (plane stride F) */
         sd_cf* A = (sd_cf*)(base + p.h_a); /* inverse column stage, then the forward row stage */
         const sd_cf* twH = in->twH;
         const sd_cf* twW = in->twW;
         const sd_cf* twH2 = p.pool != SD_POOL_NONE ? (const sd_cf*)(base + p.tw_h2) : twH;
         const sd_cf* twW2 = p.pool != SD_POOL_NONE ? (const sd_cf*)(base + p.tw_w2) : twW;
-        bool want[sd::kHybSamples];
-        for (int32_t sl = 0; sl < r.ns; ++sl) want[sl] = sd_pass_wants(*a, mode, r.s0 + sl);
+        char* want = scr->want.data();
+        for (int32_t sl = 0; sl < r.ns; ++sl) want[sl] = sd_pass_wants(*a, mode, r.s0 + sl) ? 1 : 0;
         const int32_t NB = (p.F + nf - 1) / nf;
         for (int32_t b = 0; b < NB; ++b) {
             /* input tile: X[c, (s, f)] of this frequency tile, re/im interleaved; zeros past F */
@@ -104,12 +115,8 @@ struct HostHybPrep {
     }
 };
 
-}  // namespace
-
-extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, int32_t batch, const void* x,
-                                                 const float* w, const float* b, int32_t* y, void* workspace,
-                                                 size_t workspace_bytes, void* stream) {
-    (void)stream;
+sd_status forward(const sd_spec_conv_params* p, int32_t batch, const void* x, const float* w, const float* b, int32_t* y,
+                  void* workspace, size_t workspace_bytes) {
     sd::ConvPlan P;
     sd_conv_producer prod;
     sd_pipe pipe;
@@ -139,6 +146,11 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
     }
     if (P.hyb) {
         unsigned char* base = sd::ws_base(workspace);
+        HostHybPrep::Scratch scr;
+        const size_t ldg = (size_t)P.hyb_sb * 2 * HostHybPrep::tile_nf(P);
+        scr.xt.resize((size_t)P.C * ldg);
+        scr.g.resize((size_t)P.hyb_ot * ldg);
+        scr.want.resize((size_t)P.hyb_sb);
         if (P.pool != SD_POOL_NONE) {
             sd_cf* twH2 = (sd_cf*)(base + P.tw_h2);
             sd_cf* twW2 = (sd_cf*)(base + P.tw_w2);
@@ -146,10 +158,26 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
             for (int32_t j = 0; j < P.oWs; ++j) twW2[j] = sd_twiddle(j, P.oWs);
         }
         const sd_hyb_producer hp = sd_hyb_setup(P, workspace, prod);
-        const HostHybPrep prep{&P, &prod, &pipe, w, P.has_bias ? b : nullptr, base};
+        const HostHybPrep prep{&P, &prod, &pipe, w, P.has_bias ? b : nullptr, base, &scr};
         sd_host_pipeline_chunked(hp, pipe, P.hyb_sb, (P.hyb_ot + sd_conv_producer::OT - 1) / sd_conv_producer::OT, prep);
         return SD_OK;
     }
     sd_host_pipeline(prod, pipe);
     return SD_OK;
+}
+
+}  // namespace
+
+/* The C ABI: no exception leaves it (the host's scratch vectors can fail to allocate). */
+extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, int32_t batch, const void* x,
+                                                 const float* w, const float* b, int32_t* y, void* workspace,
+                                                 size_t workspace_bytes, void* stream) {
+    (void)stream;
+    try {
+        return forward(p, batch, x, w, b, y, workspace, workspace_bytes);
+    } catch (const std::bad_alloc&) {
+        return sd::fail(SD_ERR_INTERNAL, "SpecConv: out of host memory for the hybrid GEMM's scratch");
+    } catch (...) {
+        return sd::fail(SD_ERR_INTERNAL, "SpecConv: unexpected error in the host library");
+    }
 }

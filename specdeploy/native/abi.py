@@ -146,7 +146,6 @@ def mirrored_values() -> dict[str, int]:
         "SD_MAX_CONCAT_INPUTS": MAX_CONCAT_INPUTS,
         "SD_NLEV": ops_base.HIST_LEVELS,
         "SD_NOCT": ops_base.HIST_COARSE, "SD_NFINE": ops_base.HIST_FINE, "SD_HIST_WORDS": ops_base.HIST_WORDS,
-        "kHybSamples": spec_conv_op.HYB_SAMPLES, "kHybChannels": spec_conv_op.HYB_CHANNELS,
         "kHybBudgetDiv": spec_conv_op.HYB_BUDGET_DIV,
         "kWsAlign": ops_base.WS_ALIGN,
         "SD_VALUE_FP32": VALUE_DTYPE["fp32"], "SD_VALUE_FP16": VALUE_DTYPE["fp16"],

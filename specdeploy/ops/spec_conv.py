@@ -36,11 +36,10 @@ DEFAULTS = {"pool": "none"}
 NATIVE_DOMAIN = {"spatial": 0, "spectral": 1}
 NATIVE_ACTIVATION = {"none": 0, "tanh": 1, "relu": 2}
 NATIVE_POOL = {"none": 0, "max2": 1, "avg2": 2}  # sd_pool (activation "relu" only)
-#: the hybrid block's chunk (plan.h kHybSamples, kHybChannels, kHybBudgetDiv): its dense buffers are
-#: sized by it; the chunk is chosen per layer and batch (``hybrid_chunk``)
-HYB_SAMPLES, HYB_CHANNELS, HYB_BUDGET_DIV = 4, 16, 8
-#: chunk candidates (samples, channels), tried in this order (plan.cpp hyb_chunk)
-HYB_CANDIDATES = ((4, 16), (4, 8), (2, 16), (2, 8), (1, 16), (1, 8))
+#: the hybrid block's chunk budget (plan.h kHybBudgetDiv): its dense buffers are sized by the chunk,
+#: chosen per layer and batch (``hybrid_chunk``)
+HYB_BUDGET_DIV = 8
+_I32_MAX = 2**31 - 1
 INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}
 
 
@@ -149,27 +148,42 @@ def streams_input(O: int, H: int, W: int, k: int) -> bool:
     return -(-O // 8) * (H * W + H) <= 8 * O * (k * k + k + 1)
 
 
-def _hybrid_chunk_bytes(C: int, F: int, nf: int, sb: int, ot: int) -> int:
-    """The chunk's buffers (plan.cpp hyb_chunk_bytes): the input tile ``C x sb*2*nf`` and one tap's GEMM
-    result ``ot x sb*2*nf`` (4-byte elements), and two complex planes of F per (sample, channel)."""
-    cols, planes = sb * 2 * nf, sb * ot
-    return base.align(4 * C * cols) + base.align(4 * ot * cols) + 2 * base.align(base.COMPLEX64 * planes * F)
+def _hybrid_chunk_bytes(F: int, sb: int, ot: int) -> int:
+    """The chunk's buffers (plan.cpp hyb_chunk_bytes): two complex planes of F per (sample, channel)."""
+    return 2 * base.align(base.COMPLEX64 * sb * ot * F)
+
+
+def _doublings(start: int, limit: int) -> list[int]:
+    """start, 2*start, 4*start, .. clamped to limit, up to the first that reaches it (plan.cpp's loops)."""
+    out, v = [], start
+    while True:
+        out.append(min(v, limit))
+        if v >= limit:
+            return out
+        v *= 2
 
 
 def hybrid_chunk(batch: int, C: int, O: int, Hs: int, Ws: int) -> tuple[int, int]:
-    """(samples, channels) of the hybrid block's chunk (plan.cpp hyb_chunk): the first of HYB_CANDIDATES,
-    clamped to the batch and O, whose buffers fit ``B*(C+O)*Hs*Ws*2 / HYB_BUDGET_DIV`` bytes (a share of
-    the layer's dense fp16 activations, so the workspace never becomes the model's peak where the batch
-    lets it), else ``(1, min(O, 8))``."""
+    """(samples, channels) of the hybrid block's chunk (plan.cpp hyb_chunk): of sb in 1, 2, 4, ..
+    (clamped to the batch) and ot in 8, 16, 32, .. (clamped to O), the one with the fewest chunks whose
+    buffers fit ``B*(C+O)*Hs*Ws*2 / HYB_BUDGET_DIV`` bytes (a share of the layer's dense fp16
+    activations, so the workspace never becomes the model's peak where the batch lets it); ties: the
+    smaller buffers, then the larger ot. None fits: ``(1, min(O, 8))``. Fewest chunks: on the GPU every
+    chunk costs a fixed few kernel launches per pass, and the time per call grows with them."""
     F = packed.num_coeffs(Hs, Ws)
-    nf = min(F, 128)
     budget = float(batch) * (float(C) + O) * Hs * Ws * 2.0 / HYB_BUDGET_DIV  # plan.cpp's double arithmetic
+    best: tuple[int, int, int] | None = None  # (chunks, bytes, -ot)
+    choice = (1, min(O, 8))
     if batch >= 1:
-        for s, o in HYB_CANDIDATES:
-            sb, ot = min(s, batch), min(o, O)
-            if _hybrid_chunk_bytes(C, F, nf, sb, ot) <= budget:
-                return sb, ot
-    return 1, min(O, 8)
+        for sb in _doublings(1, batch):
+            for ot in _doublings(8, O):
+                nbytes = _hybrid_chunk_bytes(F, sb, ot)
+                if nbytes > budget or sb * 2 * F > _I32_MAX:
+                    continue
+                key = (-(-batch // sb) * -(-O // ot), nbytes, -ot)
+                if best is None or key < best:
+                    best, choice = key, (sb, ot)
+    return choice
 
 
 def hybrid_workspace(a: dict[str, Any], batch: int, O: int) -> int:
@@ -183,7 +197,7 @@ def hybrid_workspace(a: dict[str, Any], batch: int, O: int) -> int:
     if batch > 0:
         F = packed.num_coeffs(Hs, Ws)
         sb, ot = hybrid_chunk(batch, C, int(O), Hs, Ws)
-        ws += _hybrid_chunk_bytes(C, F, min(F, 128), sb, ot)
+        ws += _hybrid_chunk_bytes(F, sb, ot)
     return ws
 
 

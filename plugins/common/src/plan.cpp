@@ -46,30 +46,42 @@ void plan_twiddle_ws(WsBuilder& wb, int32_t Hs, int32_t Ws, size_t* tw_h, size_t
     *tw_w = wb.take(sizeof(sd_cf) * (size_t)Ws);
 }
 
-/* The hybrid chunk's buffers (ConvPlan h_xt, h_g, h_y, h_a) in bytes, each aligned as WsBuilder takes it. */
-double hyb_chunk_bytes(int32_t C, int32_t F, int32_t nf, int32_t sb, int32_t ot) {
-    const size_t cols = (size_t)sb * 2 * nf, planes = (size_t)sb * ot;
-    return (double)(align_up(sizeof(float) * (size_t)C * cols) + align_up(sizeof(float) * (size_t)ot * cols) +
-                    2 * align_up(sizeof(sd_cf) * planes * (size_t)F));
+/* The hybrid chunk's buffers (ConvPlan h_y, h_a) in bytes, each aligned as WsBuilder takes it: two
+ * complex planes of F per (sample, channel) of the chunk. */
+double hyb_chunk_bytes(int32_t F, int32_t sb, int32_t ot) {
+    return 2.0 * (double)align_up(sizeof(sd_cf) * (size_t)sb * (size_t)ot * (size_t)F);
 }
 
-/* The hybrid chunk (plan.h): the largest sb x ot of (4|2|1) x (16|8), clamped to B and O, whose buffers
- * fit B * (C + O) * Hs * Ws * 2 / kHybBudgetDiv bytes; else 1 x min(O, 8). Candidates are tried in
- * the order below (more samples first: a wider GEMM for the same channels). */
-void hyb_chunk(int32_t B, int32_t C, int32_t O, int32_t Hs, int32_t Ws, int32_t F, int32_t nf, int32_t* sb,
-               int32_t* ot) {
-    static const int32_t cand[6][2] = {{4, 16}, {4, 8}, {2, 16}, {2, 8}, {1, 16}, {1, 8}};
+/* The hybrid chunk (plan.h): of sb in 1, 2, 4, .. (clamped to B) and ot in 8, 16, 32, .. (clamped to
+ * O), the one with the fewest chunks ceil(B/sb) * ceil(O/ot) whose buffers fit
+ * B * (C + O) * Hs * Ws * 2 / kHybBudgetDiv bytes; ties: the smaller buffers, then the larger ot (a
+ * fuller GEMM tile). None fits: 1 x min(O, 8). Fewest chunks because the GPU's time per call grows
+ * with its launches, a fixed few per chunk and pass (docs/kernels.md). */
+void hyb_chunk(int32_t B, int32_t C, int32_t O, int32_t Hs, int32_t Ws, int32_t F, int32_t* sb, int32_t* ot) {
     const double budget = (double)B * ((double)C + O) * Hs * Ws * 2.0 / kHybBudgetDiv;
     *sb = 1;
     *ot = O < 8 ? O : 8;
     if (B < 1) return;
-    for (const auto& c : cand) {
-        const int32_t s = c[0] < B ? c[0] : B, o = c[1] < O ? c[1] : O;
-        if (hyb_chunk_bytes(C, F, nf, s, o) <= budget) {
-            *sb = s;
-            *ot = o;
-            return;
+    int64_t best_chunks = -1;
+    double best_bytes = 0.0;
+    for (int64_t s0 = 1;; s0 *= 2) {
+        const int32_t s = (int32_t)(s0 < B ? s0 : B);
+        for (int64_t o0 = 8;; o0 *= 2) {
+            const int32_t o = (int32_t)(o0 < O ? o0 : O);
+            const double bytes = hyb_chunk_bytes(F, s, o);
+            if (bytes <= budget && (int64_t)s * 2 * F <= kI32Max) { /* the GEMM's columns fit int32 */
+                const int64_t chunks = ((int64_t)B + s - 1) / s * (((int64_t)O + o - 1) / o);
+                if (best_chunks < 0 || chunks < best_chunks || (chunks == best_chunks && bytes < best_bytes) ||
+                    (chunks == best_chunks && bytes == best_bytes && o > *ot)) {
+                    best_chunks = chunks;
+                    best_bytes = bytes;
+                    *sb = s;
+                    *ot = o;
+                }
+            }
+            if (o0 >= O) break;
         }
+        if (s0 >= B) break;
     }
 }
 
@@ -234,9 +246,10 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     P.oWs = P.pool != SD_POOL_NONE ? (P.Ws + 1) / 2 : P.Ws;
     P.oWh = P.oWs / 2 + 1;
     P.oF = P.oHs * P.oWh;
-    if (P.hyb && (int64_t)P.Hs * P.Ws > kI32Max)
-        return fail(SD_ERR_INVALID_ARGUMENT, "%s: Hs * Ws = %lld exceeds 2^31 - 1 (activation \"relu\" holds spatial maps)", op,
-                    (long long)P.Hs * P.Ws);
+    if (P.hyb && ((int64_t)P.Hs * P.Ws > kI32Max || 2LL * P.F > kI32Max))
+        return fail(SD_ERR_INVALID_ARGUMENT,
+                    "%s: Hs * Ws = %lld, F = %d too large: activation \"relu\" needs Hs * Ws <= 2^31 - 1 (spatial maps) "
+                    "and 2 * F <= 2^31 - 1 (GEMM columns)", op, (long long)P.Hs * P.Ws, P.F);
     if ((st = check_range(op, "capacity", p->capacity, 1, (int64_t)p->O * P.oF,
                           P.pool != SD_POOL_NONE ? "(1 .. O * ceil(Hs/2) * (ceil(Ws/2) // 2 + 1), the pooled output)"
                                                  : "(1 .. O * Hs * (Ws // 2 + 1))")) != SD_OK)
@@ -250,9 +263,8 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     const double dense = P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in ? (double)batch * P.C * P.F * 8.0 : 0.0;
     double hyb = 0.0;
     if (P.hyb) {
-        P.hyb_nf = P.F < SD_BLOCK_F ? P.F : SD_BLOCK_F;
-        hyb_chunk(batch, P.C, P.O, P.Hs, P.Ws, P.F, P.hyb_nf, &P.hyb_sb, &P.hyb_ot);
-        hyb = hyb_chunk_bytes(P.C, P.F, P.hyb_nf, P.hyb_sb, P.hyb_ot);
+        hyb_chunk(batch, P.C, P.O, P.Hs, P.Ws, P.F, &P.hyb_sb, &P.hyb_ot);
+        hyb = hyb_chunk_bytes(P.F, P.hyb_sb, P.hyb_ot);
     }
     if ((st = bytes_ok(op, dense + hyb + (double)batch * SD_HIST_WORDS * 4.0)) != SD_OK) return st;
     WsBuilder wb;
@@ -261,9 +273,7 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     if (P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in) P.X = wb.take(sizeof(sd_cf) * (size_t)batch * P.C * P.F);
     if (P.hyb && P.pool != SD_POOL_NONE) plan_twiddle_ws(wb, P.oHs, P.oWs, &P.tw_h2, &P.tw_w2);
     if (P.hyb && batch > 0) {
-        const size_t cols = (size_t)P.hyb_sb * 2 * P.hyb_nf, planes = (size_t)P.hyb_sb * P.hyb_ot;
-        P.h_xt = wb.take(sizeof(float) * P.C * cols);
-        P.h_g = wb.take(sizeof(float) * P.hyb_ot * cols);
+        const size_t planes = (size_t)P.hyb_sb * P.hyb_ot;
         P.h_y = wb.take(sizeof(sd_cf) * planes * P.F);
         P.h_a = wb.take(sizeof(sd_cf) * planes * P.F);
     }

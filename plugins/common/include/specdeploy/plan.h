@@ -21,15 +21,16 @@ constexpr int32_t kMaxToSpatialWs = 8192; /* SpecToSpatial: Ws (row pass stages 
 constexpr size_t kWsAlign = 256;          /* sub-buffers of the workspace are aligned to this */
 
 /* The hybrid SpecConv (activation RELU, DESIGN §2b) works on chunks of hyb_sb samples x hyb_ot output
- * channels; its dense buffers (workspace) are sized by the chunk, never by the whole output (§5). The
- * chunk is the largest of (4|2|1 samples) x (16|8 channels) whose buffers fit 1/kHybBudgetDiv of the
- * layer's dense fp16 activations at this batch, B * (C + O) * Hs * Ws * 2 bytes, else 1 x min(O, 8):
- * the workspace must stay well below the activations the block replaces, or it becomes the model's
- * peak (measured on an H200 with fixed 4 x 16 chunks: 0.4-2.7 MB, 1.6-30x the twins' activations),
- * and larger chunks only pay off where the batch makes the layer large. Frequencies of the product go
- * in tiles of min(F, 128). specdeploy's planner ports these rules (the declared workspace). */
-constexpr int32_t kHybSamples = 4;    /* largest chunk: samples */
-constexpr int32_t kHybChannels = 16;  /* largest chunk: channels (multiples of the pipeline's 8) */
+ * channels; its dense buffers (workspace: two complex planes of F per sample and channel of the
+ * chunk) are sized by the chunk, never by the whole output (§5). The chunk is the one with the fewest
+ * chunks per call among sb = 1, 2, 4, .. (<= B) x ot = 8, 16, 32, .. (<= O) whose buffers fit
+ * 1/kHybBudgetDiv of the layer's dense fp16 activations at this batch, B * (C + O) * Hs * Ws * 2 bytes,
+ * else 1 x min(O, 8): the workspace must stay well below the activations the block replaces, or it
+ * becomes the model's peak (measured on an H200 with fixed 4 x 16 chunks: 0.4-2.7 MB, 1.6-30x the
+ * twins' activations), and on the GPU each chunk costs a fixed few kernel launches per pass (the H200
+ * times grew with the launch count, ~5-7 us per launch). The GEMM reads its input in place, so no
+ * input tile is declared; the host library keeps its GEMM operands in its own heap scratch.
+ * specdeploy's planner ports these rules (the declared workspace). */
 constexpr int32_t kHybBudgetDiv = 8;  /* chunk buffers <= layer activations / 8 where possible */
 
 /* Workspace shared by the ops with a packed output (the count/decide/scan/write pipeline). */
@@ -55,14 +56,11 @@ struct ConvPlan {
     PipeWs pipe;
     size_t tw_h = 0, tw_w = 0, X = 0; /* twiddle tables (Hs, Ws entries), spatial spectrum B*C*F */
     size_t tw_h2 = 0, tw_w2 = 0;      /* hybrid: twiddles of the output size (oHs, oWs entries) */
-    /* hybrid chunk buffers: input tile [C][hyb_sb * 2 * hyb_nf] (4 bytes per element: fp32, or the hi
-     * then the lo fp16 matrix of a split GEMM), one tap's GEMM result [hyb_ot][hyb_sb * 2 * hyb_nf]
-     * fp32, and two planes per (sample, channel) of the chunk, [hyb_sb][hyb_ot][F] complex each: the
-     * spectrum Y (then the spatial map, then Z, the chunk's output spectrum that the pipeline packs,
-     * in the first oF values of each plane) and the stage buffer (inverse column stage, then the
+    /* hybrid chunk buffers: two planes per (sample, channel) of the chunk, [hyb_sb][hyb_ot][F] complex
+     * each: the spectrum Y (then the spatial map, then Z, the chunk's output spectrum that the pipeline
+     * packs, in the first oF values of each plane) and the stage buffer (inverse column stage, then the
      * forward row stage) */
-    int32_t hyb_nf = 0;
-    size_t h_xt = 0, h_g = 0, h_y = 0, h_a = 0;
+    size_t h_y = 0, h_a = 0;
     size_t ws_bytes = 0;              /* total, including kWsAlign slack */
 };
 
