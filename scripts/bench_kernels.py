@@ -37,6 +37,14 @@ as ``specdeploy.zoo.create("vgg16")`` builds them) and per batch (default 1, 8, 
   with its input spectrum "dense" (workspace) vs "streamed" (recomputed per tile, no workspace), vs
   ``torch.fft.rfft2`` (cuFFT) vs a direct DFT as two
   complex GEMMs in torch, same input and spectral size.
+* ``--profile``: after each SpecConv timing (paper and hybrid, fp32 and fp16), ONE more call of the
+  same callable under ``torch.profiler`` (CUDA + CPU activity), its ``"profile"``: device kernels
+  launched (memcpy/memset apart), their summed time, the call's wall time in the profile, busy
+  fractions (kernel time / the timed median, and / the profiled wall), microseconds per launch
+  (median / kernels) and the top kernels by time (``summarize_kernel_events``). Why: the hybrid
+  block's time on the H200 grew with the launches its chunked pipeline enqueues (an estimate from the
+  code); this counts them and says how much of a call the GPU actually computes. A failed profile
+  is recorded as ``{"error": ...}`` and the row kept; ``--host``: no CUDA activity, kernels 0 and a note.
 
 Output: ``results/kernels/<device>.json`` and ``.csv`` (``--out``) plus a short table on stdout. Both
 files are rewritten (atomically) after every row, layer by layer, so a run stopped by a time cap keeps
@@ -56,6 +64,7 @@ timing: a smoke test of this script only, its numbers mean nothing.
     python scripts/bench_kernels.py --batches 8 --layers features.0,features.7 --kept 0.1
     python scripts/bench_kernels.py --kept-from results/vgg16_fp16.onnx --models spec.onnx twin.onnx
     python scripts/bench_kernels.py --blocks hybrid --packed-bandwidth --batches 8
+    python scripts/bench_kernels.py --blocks hybrid --profile --layers features.7 --batches 1,32
 """
 
 from __future__ import annotations
@@ -76,7 +85,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -287,6 +296,194 @@ class Timer:
                 "repeats": repeats, "inner": inner}
 
 
+# ------------------------------------------------------------------------------------------- profile
+
+# the record_function range around the profiled call: its CPU range is the enqueue time, and its end or
+# the last device event's end, whichever is later, ends the call's wall time
+PROFILE_ANNOTATION = "bench_kernels.profiled_call"
+TOP_KERNELS = 5
+_DEVICE_KINDS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset"}
+
+
+class Span(NamedTuple):
+    """Start and end in microseconds: the part of torch's ``Interval`` (``time_range``) that is read."""
+
+    start: float
+    end: float
+
+
+class ProfEvent(NamedTuple):
+    """One raw kineto event with the attributes of torch's ``FunctionEvent`` that
+    ``summarize_kernel_events`` reads. Why: ``prof.events()`` builds a Python ``FunctionEvent`` tree,
+    about 80 us per event on this project's 2-core CPU machine; reading the raw events into these costs
+    5-10 us each there, and a hybrid call at batch 32 has thousands of kernels, each with its launch call.
+    (NamedTuples: a frozen dataclass doubles the cost.)"""
+
+    name: str
+    device_type: Any
+    time_range: Span
+    activity_type: str | None = None
+
+
+def short_kernel_name(name: str, limit: int = 60) -> str:
+    """A device kernel's C++ name made readable: no return type, no parameter list, template arguments
+    collapsed to ``<...>`` when the name is longer than ``limit`` (then cut to it)."""
+    s = name.strip().replace("(anonymous namespace)::", "")
+    s = s[5:] if s.startswith("void ") else s
+    depth = 0
+    for i, ch in enumerate(s):
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "(" and depth == 0 and i > 0:
+            s = s[:i]
+            break
+    if len(s) > limit:
+        out, depth = [], 0
+        for ch in s:
+            if ch == "<":
+                if depth == 0:
+                    out.append("<...>")
+                depth += 1
+            elif ch == ">":
+                depth = max(0, depth - 1)
+            elif depth == 0:
+                out.append(ch)
+        s = "".join(out)
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
+def _is_cuda(device_type: Any) -> bool:
+    """``DeviceType.CUDA`` of torch's profiler (read by its name, so no torch import is needed)."""
+    return str(getattr(device_type, "name", device_type)).rsplit(".", 1)[-1].upper() == "CUDA"
+
+
+def event_kind(ev: Any, annotation: str = PROFILE_ANNOTATION) -> str:
+    """kernel, memcpy, memset, other_device (GPU mirror of the annotation, syncs), annotation, launch_api
+    (a CPU-side kernel launch call) or other. ``activity_type`` (on torch 2.13's events; older torch
+    may lack it) decides where present, else the name: kineto names copies "Memcpy ..." and fills
+    "Memset ..."; any other device event of an older torch counts as a kernel."""
+    act = getattr(ev, "activity_type", None)
+    name = str(ev.name)
+    if _is_cuda(ev.device_type):
+        if name == annotation or act == "gpu_user_annotation":
+            return "other_device"
+        if act:
+            return _DEVICE_KINDS.get(act, "other_device")
+        return "memcpy" if name.startswith("Memcpy") else "memset" if name.startswith("Memset") else "kernel"
+    if name == annotation:
+        return "annotation"
+    # cudaLaunchKernel, cudaLaunchKernelExC, cuLaunchKernel, cuLaunchKernelEx (runtime or driver API)
+    return "launch_api" if "LaunchKernel" in name else "other"
+
+
+def summarize_kernel_events(events: Any, call_us: float | None = None,
+                            annotation: str = PROFILE_ANNOTATION) -> dict[str, Any]:
+    """What one profiled call ran on the GPU, from its profiler events (torch ``FunctionEvent`` or
+    ``ProfEvent``; read: ``name``, ``device_type``, ``time_range.start/.end`` in us, ``activity_type``
+    where present).
+
+    kernels / kernel_us: device kernels and their summed durations (memcpy and memset counted apart);
+    wall_us: from the start of the ``annotation`` range to the later of its end and the last device
+    event's end (else the device events' span); busy_fraction_of_wall: kernel_us / wall_us. With
+    ``call_us`` (the timed median of the same call, unperturbed by the profiler):
+    busy_fraction = kernel_us / call_us and us_per_launch = call_us / kernels. No device event at all
+    (a host run, or CUPTI not tracing): kernels 0, the busy fractions None and a "note".
+    """
+    n = {"kernel": 0, "memcpy": 0, "memset": 0, "other_device": 0, "launch_api": 0}
+    us = {"kernel": 0.0, "memcpy": 0.0, "memset": 0.0}
+    per_name: dict[str, list[float]] = {}
+    dev_start = dev_end = ann = None
+    for ev in events:
+        kind = event_kind(ev, annotation)
+        t0, t1 = float(ev.time_range.start), float(ev.time_range.end)
+        if kind == "annotation":
+            ann = (t0, t1) if ann is None else (min(ann[0], t0), max(ann[1], t1))
+            continue
+        if kind in n:
+            n[kind] += 1
+        if kind in us:
+            us[kind] += t1 - t0
+            dev_start = t0 if dev_start is None else min(dev_start, t0)
+            dev_end = t1 if dev_end is None else max(dev_end, t1)
+        if kind == "kernel":
+            acc = per_name.setdefault(short_kernel_name(str(ev.name)), [0, 0.0])
+            acc[0] += 1
+            acc[1] += t1 - t0
+    span = None if dev_start is None else dev_end - dev_start
+    if ann is not None:
+        wall = max(ann[1], ann[1] if dev_end is None else dev_end) - ann[0]
+        source = "annotation start to the later of its end and the last device event's end"
+    else:
+        wall, source = span, None if span is None else "device events' span (no annotation recorded)"
+    r3 = lambda v: None if v is None else round(v, 3)  # noqa: E731
+    out: dict[str, Any] = {
+        "kernels": n["kernel"], "kernel_us": r3(us["kernel"]), "memcpys": n["memcpy"], "memcpy_us": r3(us["memcpy"]),
+        "memsets": n["memset"], "memset_us": r3(us["memset"]), "other_device_events": n["other_device"],
+        "launch_api_calls": n["launch_api"], "device_span_us": r3(span),
+        "enqueue_us": r3(None if ann is None else ann[1] - ann[0]), "wall_us": r3(wall), "wall_source": source,
+        "busy_fraction_of_wall": r3(us["kernel"] / wall) if wall and span is not None else None,
+        "top_kernels": [{"name": k, "count": int(c), "total_us": round(t, 3)}
+                        for k, (c, t) in sorted(per_name.items(), key=lambda kv: -kv[1][1])[:TOP_KERNELS]],
+    }
+    if call_us:
+        out["call_us"] = r3(call_us)
+        out["busy_fraction"] = None if span is None else r3(us["kernel"] / call_us)
+        out["us_per_launch"] = r3(call_us / n["kernel"]) if n["kernel"] else None
+    if dev_start is None:
+        out["note"] = "no CUDA activity recorded"
+    return out
+
+
+def _profiled_events(prof: Any) -> list[Any]:
+    """The profile's raw kineto events as ``ProfEvent`` (cheap), else ``prof.events()`` (torch's
+    ``FunctionEvent`` list, slow but the documented API) where the raw ones are not readable."""
+    try:
+        raw = prof.profiler.kineto_results.events()
+        if not raw:
+            return []
+        has_act, has_hidden = hasattr(raw[0], "activity_type"), hasattr(raw[0], "is_hidden_event")
+        out = []
+        for e in raw:
+            if has_hidden and e.is_hidden_event():
+                continue
+            t0 = e.start_ns() / 1e3
+            out.append(ProfEvent(e.name(), e.device_type(), Span(t0, t0 + e.duration_ns() / 1e3),
+                                 e.activity_type() if has_act else None))
+        return out
+    except AttributeError:
+        return list(prof.events())
+
+
+def profile_call(torch: Any, fn: Callable[[], Any], cuda: bool, call_ms: float | None) -> dict[str, Any]:
+    """One more call of ``fn`` under ``torch.profiler`` (CUDA and CPU activity), summarized
+    (``summarize_kernel_events``; ``call_ms``: the timed median). Never raises an ``Exception``: a
+    failure is returned as ``{"error": "Type: message"}`` so the measurement keeps its row."""
+    t0 = time.perf_counter()
+    try:
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        if cuda:
+            torch.cuda.synchronize()  # nothing of the timing calls in the trace
+        with profile(activities=acts) as prof:
+            with record_function(PROFILE_ANNOTATION):
+                fn()
+            if cuda:
+                torch.cuda.synchronize()
+        out = summarize_kernel_events(_profiled_events(prof), None if call_ms is None else call_ms * 1e3)
+        out["activities"] = [a.name for a in acts]
+        if not cuda:
+            out["note"] = "host run (CPU tensors): no CUDA activity to record"
+        elif "note" in out:
+            out["note"] += " (CUPTI unavailable or not permitted?)"
+    except Exception as e:  # noqa: BLE001  (a failed profile must not cost the measurement)
+        out = {"error": f"{type(e).__name__}: {e}"}
+    out["profile_s"] = round(time.perf_counter() - t0, 4)
+    return out
+
+
 # ------------------------------------------------------------------------------------------- SpecConv
 
 
@@ -353,9 +550,11 @@ def make_spectral_input(L: Layer, B: int, kept_in: float, value_dtype: str, seed
 
 
 def bench_spec_conv(torch: Any, lib: Any, timer: Timer, L: Layer, B: int, value_dtype: str, kept: float,
-                    kept_in: float, w: Any, bias: Any, dev: Any, seed: int, block: str = "paper") -> dict[str, Any]:
+                    kept_in: float, w: Any, bias: Any, dev: Any, seed: int, block: str = "paper",
+                    profile: bool = False) -> dict[str, Any]:
     """One SpecConv call timed: the paper block (activation tanh) or the hybrid block (relu, and the
-    twin's pool "max2" where it pools after this layer)."""
+    twin's pool "max2" where it pools after this layer). ``profile``: then one more call under
+    torch.profiler (``profile_call``), its summary under "profile"."""
     from specdeploy import native
 
     pool = "max2" if block == "hybrid" and L.pool_after else "none"
@@ -396,6 +595,7 @@ def bench_spec_conv(torch: Any, lib: Any, timer: Timer, L: Layer, B: int, value_
                                   ws_bytes, stream())
 
     t = timer(call)
+    prof = profile_call(torch, call, dev.type == "cuda", t["median_ms"]) if profile else None
     head = y[:, :2].cpu().numpy()
     out_bytes = B * S * 4
     w_bytes = w.numel() * 4 + bias.numel() * 4
@@ -404,7 +604,7 @@ def bench_spec_conv(torch: Any, lib: Any, timer: Timer, L: Layer, B: int, value_
         **t, "block": block, "pool": pool, "value_dtype": value_dtype, "beta": beta, "capacity": capacity,
         "row_words": S, "workspace_bytes": ws_bytes, "kept_out": float(head[:, 0].mean() / (L.O * oF)),
         "overflowed_samples": int(head[:, 1].sum()), "bytes_compulsory": moved,
-        "achieved_gbps": moved / (t["median_ms"] * 1e-3) / 1e9,
+        "achieved_gbps": moved / (t["median_ms"] * 1e-3) / 1e9, **({"profile": prof} if profile else {}),
     }
 
 
@@ -556,6 +756,9 @@ CSV_FIELDS = [
     "spec_fp16_capacity",
     "pool_after", "hyb_fp32_ms", "hyb_fp16_ms", "cudnn_block_fp32_ms", "cudnn_block_fp16_ms", "ratio_hyb_fp32",
     "ratio_hyb_fp16", "hyb_fp16_kept_out", "hyb_fp16_overflowed", "hyb_fp16_workspace_bytes",
+    # --profile (empty without it, or where the profile failed)
+    "spec_fp16_launches", "spec_fp16_busy", "spec_fp16_us_per_launch",
+    "hyb_fp16_launches", "hyb_fp16_busy", "hyb_fp16_us_per_launch",
 ]
 
 
@@ -583,6 +786,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="SpecConv blocks to time: paper (tanh), hybrid (relu + the twin's pool), or both")
     ap.add_argument("--packed-bandwidth", action="store_true",
                     help="also time pack/unpack (SpecPool identity, SpecConcat of 2) per spectral layer size")
+    ap.add_argument("--profile", action="store_true",
+                    help="after each SpecConv timing, one more call under torch.profiler: kernels launched, "
+                         "kernel busy time and fraction, us per launch, top kernels (the row's 'profile')")
     ap.add_argument("--out", default=str(ROOT / "results" / "kernels"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--list", action="store_true", help="print the layer table and exit (no GPU needed)")
@@ -669,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
                      "warmup": args.warmup, "repeats": args.repeats, "inner": args.inner,
                      "timing_budget_s": args.timing_budget_s, "min_repeats": Timer.MIN_REPEATS,
                      "cudnn_benchmark": cuda, "cudnn_fp32_tf32": False, "host_smoke_test": not cuda,
-                     "blocks": sorted(blocks), "layers": [L.name for L in layers]},
+                     "blocks": sorted(blocks), "layers": [L.name for L in layers], "profile": args.profile},
         "goal": ("SpecConv <= 2x cuDNN per layer at batch 8 and 32, <= 3x at batch 1 (fp16 vs fp16, fp32 vs fp32; "
                  "the hybrid block vs the twin's conv + ReLU + pool); pack/unpack >= 30% of peak DRAM bandwidth; "
                  "memory ratio within 10% of planned"),
@@ -725,7 +931,8 @@ def _measure(args: argparse.Namespace, doc: dict[str, Any], step: list[str], tor
         kept_in = args.kept_in if args.kept_in is not None else kept
         for B in batches:
             step[0] = f"{L.name} B={B}"
-            rec = _layer_row(torch, lib, timer, L, B, dev, w, bias, kept, kept_in, blocks, peak, args.seed)
+            rec = _layer_row(torch, lib, timer, L, B, dev, w, bias, kept, kept_in, blocks, peak, args.seed,
+                             args.profile)
             doc["layers"].append(rec)
             save()
             _print_row(rec)
@@ -749,14 +956,16 @@ def _measure(args: argparse.Namespace, doc: dict[str, Any], step: list[str], tor
 
 
 def _layer_row(torch: Any, lib: Any, timer: Timer, L: Layer, B: int, dev: Any, w: Any, bias: Any, kept: float,
-               kept_in: float, blocks: set[str], peak: float | None, seed: int) -> dict[str, Any]:
-    """One layer at one batch: the selected SpecConv blocks (fp32, fp16) vs cuDNN, ratios, goal."""
+               kept_in: float, blocks: set[str], peak: float | None, seed: int,
+               profile: bool = False) -> dict[str, Any]:
+    """One layer at one batch: the selected SpecConv blocks (fp32, fp16) vs cuDNN, ratios, goal
+    (``profile``: each SpecConv measurement also profiled, see ``profile_call``)."""
     rec: dict[str, Any] = {"layer": asdict(L), "batch": B, "kept_target": kept, "kept_in": kept_in}
     for blk, pre in (("paper", "spec"), ("hybrid", "hyb")):
         if blk not in blocks:
             continue
         for vd in ("fp32", "fp16"):
-            r = bench_spec_conv(torch, lib, timer, L, B, vd, kept, kept_in, w, bias, dev, seed, blk)
+            r = bench_spec_conv(torch, lib, timer, L, B, vd, kept, kept_in, w, bias, dev, seed, blk, profile)
             if peak:
                 r["fraction_of_peak"] = r["achieved_gbps"] / peak
             rec[f"{pre}_{vd}"] = r
@@ -791,7 +1000,19 @@ def _print_row(rec: dict[str, Any]) -> None:
     if "hyb_fp16" in rec:
         line += (f" hybrid fp16 {_fmt_ms(rec['hyb_fp16']['median_ms'])} ms vs cuDNN block "
                  f"{_fmt_ms(rec['cudnn_fp16']['block']['median_ms'])} ms x{rec['ratio_hyb_fp16']:.2f}")
+    launches = [f"{name} {_fmt_launches(rec[key]['profile'])}"
+                for key, name in (("spec_fp16", "paper"), ("hyb_fp16", "hybrid")) if "profile" in rec.get(key, {})]
+    if launches:  # --profile: at the end, after what gpu_report.py's PAPER_RE/HYB_RE read
+        line += " | launches: " + ", ".join(launches)
     print(line, flush=True)
+
+
+def _fmt_launches(p: dict[str, Any]) -> str:
+    """"336 (busy 12.3%)" of a profile; "error" for a failed one (its message is in the JSON)."""
+    if "error" in p:
+        return "error"
+    busy = p.get("busy_fraction")
+    return f"{p['kernels']}" + ("" if busy is None else f" (busy {100 * busy:.1f}%)")
 
 
 def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -815,6 +1036,9 @@ def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
         "ratio_hyb_fp32": r.get("ratio_hyb_fp32"), "ratio_hyb_fp16": r.get("ratio_hyb_fp16"),
         "hyb_fp16_kept_out": hy.get("kept_out"), "hyb_fp16_overflowed": hy.get("overflowed_samples"),
         "hyb_fp16_workspace_bytes": hy.get("workspace_bytes"),
+        **{f"{pre}_fp16_{k}": (m.get("profile") or {}).get(key)
+           for pre, m in (("spec", sp), ("hyb", hy))
+           for k, key in (("launches", "kernels"), ("busy", "busy_fraction"), ("us_per_launch", "us_per_launch"))},
     }
 
 

@@ -11,6 +11,9 @@ Tables:
   <= 2x at batch 8 and 32) marked. From ``kernels/*.json`` (scripts/bench_kernels.py) when the folder
   has it, else parsed from the per-row lines bench_kernels.py prints into session.log (a stage cut by
   its time cap before the JSON was written: the only record then).
+* launches (rows measured with ``bench_kernels.py --profile``): per layer and batch, the kernels one
+  paper / hybrid SpecConv call (fp16) launched, the fraction of its timed median the GPU spent in
+  kernels, and microseconds per launch (median / launches); absent for rows without a profile.
 * cuda backend (``bench_<model>[_hybrid].json`` of ``specdeploy bench``): per model pair, batch and
   side, planned peak vs device peak (issue 14: measured within 10% of planned), tracked activations vs
   planned live peak, op workspace, library scratch; then spec/twin ratios of planned and device peak,
@@ -42,6 +45,9 @@ MODEL_ORDER = ("lenet5", "alexnet", "vgg16", "densenet")
 ROW_RE = re.compile(r"^(?P<layer>\S+)\s+B=(?P<batch>\d+)\s")
 PAPER_RE = re.compile(r"paper fp16\s+(?P<ms>[\d.]+) ms vs cuDNN\s+(?P<ref>[\d.]+) ms x(?P<ratio>[\d.]+)")
 HYB_RE = re.compile(r"hybrid fp16\s+(?P<ms>[\d.]+) ms vs cuDNN block\s+(?P<ref>[\d.]+) ms x(?P<ratio>[\d.]+)")
+# --profile's suffix of that line: "| launches: paper 336 (busy 12.3%), hybrid 4600 (busy 8.1%)"
+LAUNCHES_RE = re.compile(r"\| launches: (?P<rest>.*)$")
+LAUNCH_RE = re.compile(r"(?P<block>paper|hybrid) (?P<n>\d+)(?: \(busy (?P<busy>[\d.]+)%\))?")
 
 
 def goal_limit(batch: int) -> float:
@@ -59,11 +65,25 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Launches:
+    """One block's fp16 call under bench_kernels.py --profile: kernels launched, the fraction of the
+    timed median the GPU ran kernels (None: not recorded), and microseconds per launch; or the error
+    that profile failed with (launches None)."""
+
+    launches: int | None
+    busy: float | None
+    us_per_launch: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class KernelRow:
     layer: str
     batch: int
     paper: Timing | None
     hybrid: Timing | None
+    paper_launches: Launches | None = None
+    hybrid_launches: Launches | None = None
 
 
 # ------------------------------------------------------------------------------------------- input
@@ -103,7 +123,8 @@ def kernel_rows(files: dict[str, bytes]) -> tuple[list[KernelRow], str]:
             for r in d.get("layers", []):
                 rows.append(KernelRow(r["layer"]["name"], int(r["batch"]),
                                       _timing(r, "spec_fp16", "cudnn_fp16", None, "ratio_fp16"),
-                                      _timing(r, "hyb_fp16", "cudnn_fp16", "block", "ratio_hyb_fp16")))
+                                      _timing(r, "hyb_fp16", "cudnn_fp16", "block", "ratio_hyb_fp16"),
+                                      _launches(r.get("spec_fp16")), _launches(r.get("hyb_fp16"))))
         notes = [f"{n} ({d.get('device', {}).get('name')}"
                  + ("; --host smoke test, its numbers mean nothing)" if d.get("settings", {}).get("host_smoke_test")
                     else ")")
@@ -115,7 +136,15 @@ def kernel_rows(files: dict[str, bytes]) -> tuple[list[KernelRow], str]:
     for line in files.get("session.log", b"").decode("utf-8", "replace").splitlines():
         m, p, h = ROW_RE.match(line), PAPER_RE.search(line), HYB_RE.search(line)
         if m and (p or h):
-            rows.append(KernelRow(m["layer"], int(m["batch"]), _parsed(p), _parsed(h)))
+            paper, hybrid = _parsed(p), _parsed(h)
+            got = {}
+            tail = LAUNCHES_RE.search(line)
+            for lm in LAUNCH_RE.finditer(tail["rest"] if tail else ""):
+                t = paper if lm["block"] == "paper" else hybrid
+                n = int(lm["n"])
+                got[lm["block"]] = Launches(n, None if lm["busy"] is None else float(lm["busy"]) / 100,
+                                            t.ms * 1e3 / n if t is not None and n else None)
+            rows.append(KernelRow(m["layer"], int(m["batch"]), paper, hybrid, got.get("paper"), got.get("hybrid")))
     return rows, "No kernels JSON in the folder: parsed from the rows bench_kernels.py printed into session.log"
 
 
@@ -124,6 +153,16 @@ def _timing(r: dict[str, Any], key: str, ref: str, sub: str | None, ratio: str) 
         return None
     base = r[ref][sub] if sub else r[ref]
     return Timing(float(r[key]["median_ms"]), float(base["median_ms"]), float(r[ratio]))
+
+
+def _launches(m: dict[str, Any] | None) -> Launches | None:
+    """A measurement's --profile summary (None without one; its error where the profile failed)."""
+    p = (m or {}).get("profile")
+    if not p:
+        return None
+    if "error" in p or p.get("kernels") is None:
+        return Launches(None, None, None, str(p.get("error", "no kernel count")))
+    return Launches(int(p["kernels"]), p.get("busy_fraction"), p.get("us_per_launch"))
 
 
 def _parsed(m: re.Match[str] | None) -> Timing | None:
@@ -198,8 +237,41 @@ def kernels_section(files: dict[str, bytes]) -> list[str]:
                 batches = "/".join(str(b) for b in sorted({r.batch for r, _ in sel}))
                 out.append(f"- {name}, batch {batches} (goal <= {goal_limit(sel[0][0].batch):.0f}x): "
                            f"{_range([t.ratio for _, t in sel])}x cuDNN, goal met in {met} of {len(sel)} rows")
+    out += _launch_lines(rows)
     for d in [_json(files, n) for n in sorted(files) if n.startswith("kernels/") and n.endswith(".json")]:
         out += _packed_lines(d)
+    return out
+
+
+def _launch_lines(rows: list[KernelRow]) -> list[str]:
+    """The --profile table: kernels per call, GPU busy fraction of the timed call, us per launch."""
+    sel = [r for r in rows if r.paper_launches or r.hybrid_launches]
+    if not sel:
+        return []
+    out = ["", "Kernel launches per SpecConv call (fp16, one call under torch.profiler, `bench_kernels.py --profile`; "
+               "busy = kernel time / the timed median call, us/launch = median / launches):", "",
+           "| layer | batch | paper launches | paper busy % | paper us/launch | hybrid launches | hybrid busy % | "
+           "hybrid us/launch |", "|---|---|---|---|---|---|---|---|"]
+    for r in sel:
+        cells = [r.layer, str(r.batch)]
+        for x in (r.paper_launches, r.hybrid_launches):
+            cells += (["-"] * 3 if x is None else ["profile failed", "-", "-"] if x.launches is None else
+                      [str(x.launches), "-" if x.busy is None else f"{100 * x.busy:.1f}",
+                       "-" if x.us_per_launch is None else f"{x.us_per_launch:.2f}"])
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    for name, get in (("paper", lambda r: r.paper_launches), ("hybrid", lambda r: r.hybrid_launches)):
+        failed = [f"{r.layer} B={r.batch}: {get(r).error}" for r in sel if get(r) and get(r).launches is None]
+        if failed:
+            out.append(f"- {name}: the profile failed in {len(failed)} rows ({'; '.join(failed[:3])})")
+        xs = [get(r) for r in sel if get(r) is not None and get(r).launches is not None]
+        if xs:
+            busy = [x.busy for x in xs if x.busy is not None]
+            upl = [x.us_per_launch for x in xs if x.us_per_launch is not None]
+            parts = [f"{_range([x.launches for x in xs], '{:,}')} launches per call"]
+            parts += [f"GPU busy {_range([100 * b for b in busy], '{:.1f}')}% of the call"] if busy else []
+            parts += [f"{_range(upl)} us per launch"] if upl else []
+            out.append(f"- {name}: {', '.join(parts)} ({len(xs)} rows)")
     return out
 
 

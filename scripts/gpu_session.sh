@@ -23,7 +23,8 @@
 #               end, streams, memory figures), cap 120 s; pytest_gpu.log
 #   3. kernels  scripts/bench_kernels.py: per VGG16 layer and batch 1/8/32, SpecConv paper block and
 #               hybrid block (relu + the twin's pooling) vs cuDNN fp32/fp16, achieved bandwidth; the
-#               first layer's spectrum; pack/unpack bandwidth; about 0.15 s per measurement; cap 120 s;
+#               first layer's spectrum; pack/unpack bandwidth; about 0.15 s per measurement; one profiled
+#               call per SpecConv measurement (--profile: kernels launched, GPU busy fraction); cap 120 s;
 #               kernels/<device>.json/.csv, rewritten after every row (a cap keeps the rows measured)
 #   4. backend  specdeploy bench --backend cuda per staged model pair at batch 1/8/32: latency, and
 #               memory with activations and library scratch as separate figures; cap 80 s; bench_*.json
@@ -157,8 +158,15 @@ run() {
     # --timing-budget-s: about 0.15 s of timed calls per measurement (slow hybrid calls: 5 event pairs of
     # one call) instead of 5 + 30 x 10 calls, which on 2026-11-28's H200 used the whole 120 s cap on 20 of
     # the 39 layer rows (docs/kernels.md, "Time per measurement"); rows are written as they finish.
+    # --profile: after each SpecConv timing (156 = 39 rows x paper/hybrid x fp32/fp16) one more call under
+    # torch.profiler, to count the kernels a call launches and how much of it the GPU is busy (the
+    # hybrid block looked launch-bound on 2026-11-28). It adds per measurement one call (<= ~0.1 s, the
+    # slowest hybrid) plus the profiler's start/stop and reading the raw events (5-10 us each on the CPU
+    # machine; a call has up to thousands of kernels plus their launch calls): guessed at 0.05-0.2 s
+    # against the 0.15 s of timing, plus CUPTI's first start once, about 10-30 s of the cap in all, not
+    # yet measured (each profile's "profile_s" records it; a failed profile keeps the row).
     wants kernels && stage kernels 120 - "$PY" scripts/bench_kernels.py "${kflag[@]}" --timing-budget-s 0.15 \
-        --blocks paper,hybrid --packed-bandwidth "${kept[@]}" --out "$W/kernels"
+        --blocks paper,hybrid --packed-bandwidth --profile "${kept[@]}" --out "$W/kernels"
 
     # 4. the cuda backend end to end: latency, memory (activations and library scratch separately)
     local m pair=()
