@@ -319,3 +319,23 @@ def test_report_parses_launches_from_the_log(tmp_path: Path) -> None:
     assert "| features.7 | 32 | 2.390 | 0.037 | 65.09 | **not met** | 33.418 | 0.044 | 755.67 | **not met** |" in md
     assert "| features.0 | 1 | 48 | 40.0 | 1.67 | 336 | 6.5 | 4.98 |" in md  # 80 us / 48, 1674 us / 336
     assert "| features.7 | 32 |" not in md.split("Kernel launches per SpecConv call")[1]
+
+
+def test_launch_count_of_the_committed_h200_session(capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/launch_count.py: the layer list is bench_kernels' (same shapes), every measured hybrid row of
+    the H200 session gets a time per launch, and the current launcher's counts follow the planner's chunk."""
+    lc = _script("launch_count")
+    bk = _script("bench_kernels")
+    layers, _ = bk.vgg16_layers()
+    assert [(L.name, L.in_domain == "spatial", L.C, L.O, L.Hs, L.pool_after) for L in layers] == [
+        (L.name, L.spatial, L.C, L.O, L.Hs, L.pool) for L in lc.VGG16]
+    assert lc.main([str(SESSION)]) == 0
+    out = capsys.readouterr().out
+    rows = [r for r in out.splitlines() if r.startswith("| features.")]
+    assert len(rows) == 3 * len(lc.VGG16)
+    assert sum(r.split("|")[5].strip() != "-" for r in rows) == 20  # the rows the H200 measured
+    L = lc.VGG16[5]  # features.7, batch 32: one chunk per sample and all O channels fit the budget
+    from specdeploy.ops import spec_conv
+
+    sb, ot = spec_conv.hybrid_chunk(32, L.C, L.O, L.Hs, L.Hs)
+    assert lc.launches_current(L, 32)[0] == lc.fixed_launches(L) + 4 * 3 * (-(-32 // sb)) * (-(-L.O // ot))
