@@ -192,7 +192,8 @@ def test_chunk_policy():
 @pytest.mark.parametrize("B", [0, 1, 3, 4, 9, 32])
 @pytest.mark.parametrize("case", [("spectral", 5, 20, 9, 7, 3, "max2", "fp16"), ("spectral", 3, 8, 6, 6, 1, "none", "fp32"),
                                   ("spectral", 64, 64, 34, 34, 3, "max2", "fp16"), ("spectral", 64, 72, 8, 8, 3, "none", "fp32"),
-                                  ("spatial", 3, 40, 10, 10, 3, "avg2", "fp32"), ("spatial", 1, 6, 34, 34, 5, "none", "fp16")])
+                                  ("spatial", 3, 40, 10, 10, 3, "avg2", "fp32"), ("spatial", 1, 6, 34, 34, 5, "none", "fp16"),
+                                  ("spatial", 20, 6, 34, 34, 5, "none", "fp16")])
 def test_planner_declares_the_hybrid_workspace(host_lib, B, case):
     """The planner's port (specdeploy.ops.spec_conv.workspace) equals sd_spec_conv_workspace_size for the
     hybrid block too (pool twiddles, the chunk buffers of the chunk hybrid_chunk chooses)."""
@@ -206,6 +207,26 @@ def test_planner_declares_the_hybrid_workspace(host_lib, B, case):
     if B > 0:  # the chunk buffers
         extra_bytes = host_lib.spec_conv_workspace_size(p, B) - host_lib.spec_conv_workspace_size(paper, B)
         assert extra_bytes > 0
+
+
+def test_hybrid_streams_only_few_input_channels(host_lib):
+    """Auto input spectrum (plan.cpp, ported by ops.spec_conv.workspace): a spatial-input layer the paper
+    block would stream keeps a dense spectrum under activation relu once C > kHybStreamMaxC (its GEMM
+    would recompute each coefficient per tap), and streams at C <= kHybStreamMaxC."""
+    from specdeploy.ops import spec_conv as sc
+
+    O, Hs, k, B = 6, 34, 5, 2
+    assert sc.streams_input(O, Hs - k + 1, Hs - k + 1, k)
+    for C, dense in ((sc.HYB_STREAM_MAX_C, False), (sc.HYB_STREAM_MAX_C + 1, True)):
+        sizes = {}
+        for act in ("tanh", "relu"):
+            attrs = dict(in_domain="spatial", C=C, Hs=Hs, Ws=Hs, k=k, activation=act, pool="none", value_dtype="fp16")
+            p = native.conv_params(O=O, beta=0.5, capacity=1, H=Hs - k + 1, W=Hs - k + 1, **attrs)
+            sizes[act] = host_lib.spec_conv_workspace_size(p, B)
+            assert sizes[act] == memory.declared_workspace("SpecConv", attrs, B, O)
+        chunk = sc.hybrid_workspace(dict(Hs=Hs, Ws=Hs, C=C), B, O)
+        spectrum = 8 * B * C * packed.num_coeffs(Hs, Hs)
+        assert sizes["relu"] - sizes["tanh"] - chunk == (-(-spectrum // 256) * 256 if dense else 0), C
 
 
 def test_native_host_graph_carries_the_flag(host_lib_path, monkeypatch):

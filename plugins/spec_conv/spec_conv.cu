@@ -70,12 +70,6 @@ __device__ __forceinline__ bool hyb_wants(const HybArgs& h, int32_t sl) {
     return sl < h.ns && sd_pass_wants(h.a, h.mode, h.s0 + sl);
 }
 
-__device__ __forceinline__ bool hyb_any(const HybArgs& h) {
-    for (int32_t sl = 0; sl < h.ns; ++sl)
-        if (sd_pass_wants(h.a, h.mode, h.s0 + sl)) return true;
-    return false;
-}
-
 /* The GEMM's A operand in place: w[o0 + m, c, tap] (no weight tile in the workspace). */
 __device__ __forceinline__ float hyb_weight(const HybArgs& h, int32_t m, int32_t c, int32_t tap) {
     const int64_t kk = (int64_t)h.k * h.k;
@@ -119,7 +113,8 @@ __device__ __forceinline__ void hyb_split(float v, __half* hi, __half* lo) {
  * no input tile in the workspace). fp16 values: each operand is a hi + lo pair of fp16 values (split
  * as it is loaded), and the product is hi*hi + hi*lo + lo*hi on the tensor cores (WMMA 16x16x16, fp32
  * accumulation): about fp32 precision at 3 MMAs per step. A 64x64 tile per block of 4 warps (2x2 warps
- * of 2x2 fragments); the taps run inside the kernel (the input is decoded once per tap and K step),
+ * of 2x2 fragments); the taps run inside the kernel (the input is decoded once per tap and K step, or
+ * once for all taps when C fits one K step: every first layer, whose streamed input is costly),
  * each tap's product goes through the warp's staging tile into the epilogue (hyb_accum_at): a (re, im)
  * pair sits in adjacent columns of one fragment, and every tap's epilogue of a pair runs on the same
  * lane, so Y's read-modify-write needs no synchronisation and sums the taps in order. The host sums
@@ -128,13 +123,23 @@ __device__ __forceinline__ void hyb_split(float v, __half* hi, __half* lo) {
  * bitwise equal. M (channels of the chunk, up to O) fills the 64-row tile when the chunk has >= 64
  * channels; smaller chunks pad it. */
 constexpr int kGT = 64, kGK = 32;
+
+/* Does a sample of the block's columns [n0, n0 + kGT) take part in the pass? (uniform over the block) */
+__device__ __forceinline__ bool hyb_cols_any(const HybArgs& h, int32_t n0, int32_t N) {
+    const int32_t last = (n0 + kGT < N ? n0 + kGT : N) - 1;
+    for (int32_t sl = n0 / (2 * h.F); sl <= last / (2 * h.F); ++sl)
+        if (hyb_wants(h, sl)) return true;
+    return false;
+}
+
 __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ HybArgs h, int32_t M, int32_t N, int32_t K) {
     using namespace nvcuda;
     __shared__ __align__(32) __half As[2][kGT][kGK + 8]; /* [hi, lo] */
     __shared__ __align__(32) __half Bs[2][kGK][kGT + 8];
     __shared__ __align__(32) float Cs[4][16][16 + 4];
-    if (!hyb_any(h)) return;
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
+    if (!hyb_cols_any(h, n0, N)) return;
+    const bool b_once = K <= kGK; /* one K step: the input is loaded (decoded) once for every tap */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
     const int32_t kk = h.k * h.k;
@@ -151,7 +156,7 @@ __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ Hy
                 const float v = (gm < M && gk < K) ? hyb_weight(h, gm, gk, tap) : 0.0f;
                 hyb_split(v, &As[0][r][c], &As[1][r][c]);
             }
-            for (int i = threadIdx.x; i < kGK * kGT / 2; i += blockDim.x) { /* (re, im) column pairs */
+            for (int i = threadIdx.x; i < kGK * kGT / 2 && (!b_once || tap == 0); i += blockDim.x) { /* (re, im) pairs */
                 const int r = i / (kGT / 2), c = (i % (kGT / 2)) * 2;
                 const int32_t gk = k0 + r, gn = n0 + c; /* n0, c even: gn is a pair's re column */
                 const sd_cf x = (gk < K && gn < N) ? hyb_input_at(h, gk, gn) : sd_cf_zero();
@@ -204,8 +209,9 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
     __shared__ float As[16][kGT + 1];
     __shared__ float Bs[16][kGT];
     __shared__ float Cs[kGT][kGT + 1];
-    if (!hyb_any(h)) return;
     const int32_t m0 = blockIdx.y * kGT, n0 = blockIdx.x * kGT;
+    if (!hyb_cols_any(h, n0, N)) return;
+    const bool b_once = K <= 16; /* one K step: the input is loaded (decoded) once for every tap */
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int32_t kk = h.k * h.k;
     for (int32_t tap = 0; tap < kk; ++tap) {
@@ -216,7 +222,7 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
                 const int32_t gm = m0 + r, gk = k0 + c;
                 As[c][r] = (gm < M && gk < K) ? hyb_weight(h, gm, gk, tap) : 0.0f;
             }
-            for (int i = threadIdx.x; i < 16 * kGT / 2; i += 256) { /* (re, im) column pairs, in place */
+            for (int i = threadIdx.x; i < 16 * kGT / 2 && (!b_once || tap == 0); i += 256) { /* (re, im) pairs */
                 const int rb = i / (kGT / 2), cb = (i % (kGT / 2)) * 2;
                 const int32_t gk2 = k0 + rb, gn = n0 + cb;
                 const sd_cf x = (gk2 < K && gn < N) ? hyb_input_at(h, gk2, gn) : sd_cf_zero();
@@ -257,32 +263,37 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
  * the whole plane the previous one wrote): Y -> A (inverse columns), A -> Y (ReLU'd spatial map),
  * Y -> A (pooled forward rows), A -> Y (Z, the first oF values of the plane). The planes stay in the
  * workspace (L1/L2-resident: a plane is F complex), so any F works; one launch instead of four. */
-constexpr int kHybSpatialThreads = 256;
-__global__ void __launch_bounds__(kHybSpatialThreads) k_hyb_spatial(const __grid_constant__ HybArgs h) {
+constexpr int kHybSpatialMaxThreads = 1024;
+/* threads per plane: 256, or 1024 for planes of more than 1024 coefficients (fewer serial steps per
+ * thread where a chunk has few planes; the per-element kernels this replaced spread a large plane over
+ * many blocks, which a 224 x 224 map would still prefer: measure before tuning further) */
+inline int hyb_spatial_threads(int32_t F) { return F > 1024 ? kHybSpatialMaxThreads : 256; }
+
+__global__ void __launch_bounds__(kHybSpatialMaxThreads) k_hyb_spatial(const __grid_constant__ HybArgs h) {
     const int32_t ol = (int32_t)(blockIdx.x % (unsigned)h.no), sl = (int32_t)(blockIdx.x / (unsigned)h.no);
     if (!hyb_wants(h, sl)) return; /* uniform over the block */
     const int64_t pl = (int64_t)sl * h.ot + ol;
     sd_cf* Y = h.Y + pl * h.F;
     sd_cf* A = h.A + pl * h.F;
     float* sp = (float*)Y;
-    const int32_t t = threadIdx.x, nt = blockDim.x;
-    for (int32_t e = t; e < h.F; e += nt) {
-        const int32_t u = e / h.Wh, q = e - u * h.Wh;
+    const int64_t t = threadIdx.x, nt = blockDim.x; /* 64-bit: Hs * Ws may come close to 2^31 */
+    for (int64_t e = t; e < h.F; e += nt) {
+        const int32_t u = (int32_t)(e / h.Wh), q = (int32_t)(e - (int64_t)u * h.Wh);
         A[e] = sd_hyb_inv_col(Y, h.Hs, h.Wh, (uint32_t)u, q, h.in.twH);
     }
     __syncthreads();
-    for (int32_t e = t; e < h.Hs * h.Ws; e += nt) {
-        const int32_t u = e / h.Ws, v = e - u * h.Ws;
+    for (int64_t e = t; e < (int64_t)h.Hs * h.Ws; e += nt) {
+        const int32_t u = (int32_t)(e / h.Ws), v = (int32_t)(e - (int64_t)u * h.Ws);
         sp[e] = sd_hyb_inv_row(A + (int64_t)u * h.Wh, h.Ws, h.Wh, (uint32_t)v, h.in.twW, h.fft_scale);
     }
     __syncthreads();
-    for (int32_t e = t; e < h.oHs * h.oWh; e += nt) {
-        const int32_t u2 = e / h.oWh, q2 = e - u2 * h.oWh;
+    for (int64_t e = t; e < (int64_t)h.oHs * h.oWh; e += nt) {
+        const int32_t u2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e - (int64_t)u2 * h.oWh);
         A[e] = sd_hyb_fwd_row(sp, h.Hs, h.Ws, h.pool, h.oWs, u2, (uint32_t)q2, h.twW2);
     }
     __syncthreads();
-    for (int32_t e = t; e < h.oF; e += nt) {
-        const int32_t p2 = e / h.oWh, q2 = e - p2 * h.oWh;
+    for (int64_t e = t; e < h.oF; e += nt) {
+        const int32_t p2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e - (int64_t)p2 * h.oWh);
         Y[e] = sd_hyb_fwd_col(A, h.oHs, h.oWh, (uint32_t)p2, q2, h.twH2, h.out_scale);
     }
 }
@@ -300,12 +311,14 @@ struct DevHybPrep {
         h.o0 = r.og0 * sd_conv_producer::OT;
         h.no = (h.a.Cout - h.o0) < h.ot ? (h.a.Cout - h.o0) : h.ot;
         const int32_t M = h.no, N = h.ns * 2 * h.F; /* plan: sb * 2 * F <= 2^31 - 1 */
+        const int64_t planes = (int64_t)h.ns * h.no;  /* plan: sb * ot <= 2^31 - 1 */
+        if ((M + kGT - 1) / kGT > 65535 || planes > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
         const dim3 g((unsigned)((N + kGT - 1) / kGT), (unsigned)((M + kGT - 1) / kGT));
         if (h.split) /* every tap's GEMM, accumulated into Y in the epilogue */
             k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
         else
             k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
-        k_hyb_spatial<<<(unsigned)((int64_t)h.ns * h.no), kHybSpatialThreads, 0, st>>>(h);
+        k_hyb_spatial<<<(unsigned)planes, hyb_spatial_threads(h.F), 0, st>>>(h);
         return cudaGetLastError();
     }
 };

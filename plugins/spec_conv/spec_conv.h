@@ -238,8 +238,8 @@ SD_HD inline sd_cf sd_hyb_tap_twiddle(uint32_t p, uint32_t q, int32_t u, int32_t
     return sd_cmac(sd_cf_zero(), twH[sd_mulmod(p, uu, Hs)], twW[sd_mulmod(q, vv, Ws)]);
 }
 
-/* One tap's contribution to Y at (s, o, f): y (+)= T * (G[o][(s*nf + fl)*2], G[..+1]); the first tap
- * starts from the bias on DC (bias * sqrt(Hs*Ws), as the paper block) or zero. */
+/* One tap's contribution to Y at (s, o, f): y (+)= T * (g[0], g[1]), the tap's GEMM product (re, im);
+ * the first tap starts from the bias on DC (bias * sqrt(Hs*Ws), as the paper block) or zero. */
 SD_HD inline sd_cf sd_hyb_accumulate(sd_cf y, int32_t tap, const float* g, sd_cf T, bool dc, const float* bias_o,
                                      float bias_scale) {
     if (tap == 0) y = sd_cf_make(dc && bias_o ? sd_fmul(*bias_o, bias_scale) : 0.0f, 0.0f);

@@ -39,6 +39,11 @@ NATIVE_POOL = {"none": 0, "max2": 1, "avg2": 2}  # sd_pool (activation "relu" on
 #: the hybrid block's chunk budget (plan.h kHybBudgetDiv): its dense buffers are sized by the chunk,
 #: chosen per layer and batch (``hybrid_chunk``)
 HYB_BUDGET_DIV = 8
+#: most channels in a chunk (plan.h kHybMaxChannels: 64-row GEMM tiles in a CUDA grid's y)
+HYB_MAX_CHANNELS = 65535 * 64
+#: a spatial-input hybrid SpecConv streams its input spectrum (auto) only for C <= this (plan.h
+#: kHybStreamMaxC: the CUDA GEMM then reads each coefficient once for all k*k taps)
+HYB_STREAM_MAX_C = 16
 _I32_MAX = 2**31 - 1
 INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}
 
@@ -178,7 +183,7 @@ def hybrid_chunk(batch: int, C: int, O: int, Hs: int, Ws: int) -> tuple[int, int
         for sb in _doublings(1, batch):
             for ot in _doublings(8, O):
                 nbytes = _hybrid_chunk_bytes(F, sb, ot)
-                if nbytes > budget or sb * 2 * F > _I32_MAX:
+                if nbytes > budget or sb * 2 * F > _I32_MAX or ot > HYB_MAX_CHANNELS or sb * ot > _I32_MAX:
                     continue
                 key = (-(-batch // sb) * -(-O // ot), nbytes, -ot)
                 if best is None or key < best:
@@ -212,7 +217,9 @@ def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
         raise ValueError("declared_workspace: a spatial-input or relu SpecConv needs out_channels (O)")
     if a.get("in_domain") == "spatial":
         k = int(a["k"])
-        if not streams_input(int(O), Hs - k + 1, Ws - k + 1, k):
+        streamed = streams_input(int(O), Hs - k + 1, Ws - k + 1, k) and (
+            not hybrid or int(a["C"]) <= HYB_STREAM_MAX_C)
+        if not streamed:
             ws += base.align(base.COMPLEX64 * batch * int(a["C"]) * packed.num_coeffs(Hs, Ws))
     if hybrid:
         ws += hybrid_workspace(a, batch, int(O))

@@ -69,7 +69,9 @@ void hyb_chunk(int32_t B, int32_t C, int32_t O, int32_t Hs, int32_t Ws, int32_t 
         for (int64_t o0 = 8;; o0 *= 2) {
             const int32_t o = (int32_t)(o0 < O ? o0 : O);
             const double bytes = hyb_chunk_bytes(F, s, o);
-            if (bytes <= budget && (int64_t)s * 2 * F <= kI32Max) { /* the GEMM's columns fit int32 */
+            /* the GEMM's columns fit int32, its 64-row tiles a grid's y, the chunk's planes a grid's x */
+            if (bytes <= budget && (int64_t)s * 2 * F <= kI32Max && (int64_t)o <= kHybMaxChannels &&
+                (int64_t)s * o <= kI32Max) {
                 const int64_t chunks = ((int64_t)B + s - 1) / s * (((int64_t)O + o - 1) / o);
                 if (best_chunks < 0 || chunks < best_chunks || (chunks == best_chunks && bytes < best_bytes) ||
                     (chunks == best_chunks && bytes == best_bytes && o > *ot)) {
@@ -232,8 +234,11 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
         P.H = p->H;
         P.W = p->W;
         P.x_type = p->x_type;
+        /* auto: the cost rule; the hybrid block also needs C <= kHybStreamMaxC, where its GEMM recomputes
+         * a streamed coefficient once for all taps instead of once per tap (spec_conv.cu) */
         P.stream_in = p->input_spectrum == SD_SPECTRUM_STREAMED ||
-                      (p->input_spectrum == SD_SPECTRUM_AUTO && conv_streams_input(p->O, p->H, p->W, p->k));
+                      (p->input_spectrum == SD_SPECTRUM_AUTO && conv_streams_input(p->O, p->H, p->W, p->k) &&
+                       (p->activation != SD_ACT_RELU || p->C <= kHybStreamMaxC));
     } else {
         if (p->k > p->Hs || p->k > p->Ws)
             return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'k' = %d is invalid: must be <= Hs = %d and <= Ws = %d for a spectral input",

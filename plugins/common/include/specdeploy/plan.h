@@ -32,6 +32,10 @@ constexpr size_t kWsAlign = 256;          /* sub-buffers of the workspace are al
  * input tile is declared; the host library keeps its GEMM operands in its own heap scratch.
  * specdeploy's planner ports these rules (the declared workspace). */
 constexpr int32_t kHybBudgetDiv = 8;  /* chunk buffers <= layer activations / 8 where possible */
+constexpr int32_t kHybMaxChannels = 65535 * 64; /* chunk channels: 64-row GEMM tiles in a grid's y */
+/* auto input spectrum of a spatial-input hybrid SpecConv: streamed only for C <= this (the CUDA GEMM's
+ * smallest K step: the input is then read once for all k*k taps) and where the paper block would */
+constexpr int32_t kHybStreamMaxC = 16;
 
 /* Workspace shared by the ops with a packed output (the count/decide/scan/write pipeline). */
 struct PipeWs {
