@@ -224,12 +224,16 @@ HYBRID_GPU_CASES = [  # in_domain, B, C, O, Hs, Ws, k, pool, value_dtype
     ("spectral", 3, 8, 17, 12, 7, 5, "avg2", "fp16"),
     ("spatial", 9, 3, 64, 34, 34, 3, "max2", "fp16"),
     ("spatial", 2, 1, 6, 32, 32, 5, "avg2", "fp32"),
-    # chunks of 1 sample x 72 channels (ops.spec_conv.hybrid_chunk): two 64-row GEMM tiles, the second partial
+    # chunks of 2 samples x 72 channels (ops.spec_conv.hybrid_chunk): two 64-row GEMM tiles, the second
+    # partial; the GEMM's columns span two samples, the last chunk has one
     ("spectral", 33, 64, 72, 8, 8, 3, "max2", "fp16"),
     ("spectral", 33, 64, 72, 8, 8, 3, "none", "fp32"),
-    # chunks of 2 samples x 16 channels, partial in both (the GEMM's columns span two samples)
-    ("spectral", 9, 128, 40, 8, 8, 3, "max2", "fp16"),
-    ("spectral", 9, 128, 40, 8, 8, 3, "avg2", "fp32"),
+    # chunks of 2 samples x 16 channels, partial in both
+    ("spectral", 9, 32, 40, 8, 8, 3, "max2", "fp16"),
+    ("spectral", 9, 32, 40, 8, 8, 3, "avg2", "fp32"),
+    # F = 6384 > kHybSmemMaxF: the spatial step's stage plane in the workspace, not shared memory
+    ("spectral", 2, 4, 8, 112, 112, 3, "max2", "fp16"),
+    ("spectral", 2, 4, 8, 112, 112, 3, "none", "fp32"),
 ]
 
 

@@ -90,10 +90,12 @@ CASES = [  # in_domain, B, C, O, Hs, Ws, k, pool, value_dtype, bias, kept_in
     ("spectral", 3, 6, 4, 130, 3, 3, "avg2", "fp16", True, 0.2),
     ("spatial", 5, 3, 6, 10, 9, 3, "max2", "fp32", True, None),
     ("spatial", 2, 2, 18, 8, 8, 5, "none", "fp16", True, None),
-    # chunks larger than the smallest (test_chunk_policy): 1 sample x 72 channels; 2 samples x 16
-    # channels, partial in both
+    # chunks larger than the smallest (test_chunk_policy): 2 samples x 72 channels; 2 samples x 16
+    # channels; both partial in samples, the second in channels too
     ("spectral", 33, 64, 72, 8, 8, 3, "max2", "fp16", True, 0.3),
-    ("spectral", 9, 128, 40, 8, 8, 3, "avg2", "fp32", True, 0.3),
+    ("spectral", 9, 32, 40, 8, 8, 3, "avg2", "fp32", True, 0.3),
+    # F = 6384 > kHybSmemMaxF: the stage plane in the workspace (two planes per channel)
+    ("spectral", 1, 2, 8, 112, 112, 3, "max2", "fp32", True, 0.3),
 ]
 
 
@@ -167,11 +169,11 @@ def test_chunk_policy():
     channels), else the smallest chunk; checked against a brute force over every sb <= B and channel count."""
     from specdeploy.ops import spec_conv as sc
 
-    assert sc.hybrid_chunk(33, 64, 72, 8, 8) == (1, 72)  # CASES exercise these two
-    assert sc.hybrid_chunk(9, 128, 40, 8, 8) == (2, 16)
+    assert sc.hybrid_chunk(33, 64, 72, 8, 8) == (2, 72)  # CASES exercise these two
+    assert sc.hybrid_chunk(9, 32, 40, 8, 8) == (2, 16)
     assert sc.hybrid_chunk(1, 16, 16, 34, 34) == (1, 8)  # nothing fits: the smallest
     assert sc.hybrid_chunk(1, 3, 5, 8, 8) == (1, 5)
-    assert sc.hybrid_chunk(8, 128, 256, 10, 10) == (1, 64)  # chunks tie from 1x64 to 8x8: most channels
+    assert sc.hybrid_chunk(8, 128, 256, 10, 10) == (1, 128)  # chunks tie from 1x128 to 8x16: most channels
     for B in (1, 3, 8, 32, 128):
         for C, O, Hs in ((3, 64, 34), (64, 64, 34), (128, 256, 10), (512, 512, 4), (16, 20, 9)):
             F = packed.num_coeffs(Hs, Hs)
@@ -193,7 +195,8 @@ def test_chunk_policy():
 @pytest.mark.parametrize("case", [("spectral", 5, 20, 9, 7, 3, "max2", "fp16"), ("spectral", 3, 8, 6, 6, 1, "none", "fp32"),
                                   ("spectral", 64, 64, 34, 34, 3, "max2", "fp16"), ("spectral", 64, 72, 8, 8, 3, "none", "fp32"),
                                   ("spatial", 3, 40, 10, 10, 3, "avg2", "fp32"), ("spatial", 1, 6, 34, 34, 5, "none", "fp16"),
-                                  ("spatial", 20, 6, 34, 34, 5, "none", "fp16")])
+                                  ("spatial", 20, 6, 34, 34, 5, "none", "fp16"),
+                                  ("spectral", 2, 8, 112, 112, 3, "max2", "fp16")])  # F > kHybSmemMaxF
 def test_planner_declares_the_hybrid_workspace(host_lib, B, case):
     """The planner's port (specdeploy.ops.spec_conv.workspace) equals sd_spec_conv_workspace_size for the
     hybrid block too (pool twiddles, the chunk buffers of the chunk hybrid_chunk chooses)."""

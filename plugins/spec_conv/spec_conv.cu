@@ -61,7 +61,7 @@ struct HybArgs {
     const float* w;
     const float* bias;
     sd_cf* Y; /* spectrum, then the spatial map, then Z (plane stride F; spec_conv_host.cpp) */
-    sd_cf* A; /* inverse column stage, then the forward row stage */
+    sd_cf* A; /* inverse column stage, then the forward row stage; null: in shared memory (plan.h) */
     const sd_cf* twH2;
     const sd_cf* twW2;
 };
@@ -261,8 +261,10 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
 /* The spatial step of the chunk (spec_conv_host.cpp, same stages and order): one block per (sl, ol)
  * plane, its threads striding over each stage's outputs, a barrier between stages (each stage reads
  * the whole plane the previous one wrote): Y -> A (inverse columns), A -> Y (ReLU'd spatial map),
- * Y -> A (pooled forward rows), A -> Y (Z, the first oF values of the plane). The planes stay in the
- * workspace (L1/L2-resident: a plane is F complex), so any F works; one launch instead of four. */
+ * Y -> A (pooled forward rows), A -> Y (Z, the first oF values of the plane). Y is the plane in the
+ * workspace; the stage plane A is the block's shared memory for F <= kHybSmemMaxF (half the workspace
+ * of two planes), else a second workspace plane (the plan says which: h.A null or not). One launch
+ * instead of four. */
 constexpr int kHybSpatialMaxThreads = 1024;
 /* threads per plane: 256, or 1024 for planes of more than 1024 coefficients (fewer serial steps per
  * thread where a chunk has few planes; the per-element kernels this replaced spread a large plane over
@@ -272,9 +274,10 @@ inline int hyb_spatial_threads(int32_t F) { return F > 1024 ? kHybSpatialMaxThre
 __global__ void __launch_bounds__(kHybSpatialMaxThreads) k_hyb_spatial(const __grid_constant__ HybArgs h) {
     const int32_t ol = (int32_t)(blockIdx.x % (unsigned)h.no), sl = (int32_t)(blockIdx.x / (unsigned)h.no);
     if (!hyb_wants(h, sl)) return; /* uniform over the block */
+    extern __shared__ sd_cf s_stage[]; /* F complex when h.A is null (F <= kHybSmemMaxF) */
     const int64_t pl = (int64_t)sl * h.ot + ol;
     sd_cf* Y = h.Y + pl * h.F;
-    sd_cf* A = h.A + pl * h.F;
+    sd_cf* A = h.A ? h.A + pl * h.F : s_stage;
     float* sp = (float*)Y;
     const int64_t t = threadIdx.x, nt = blockDim.x; /* 64-bit: Hs * Ws may come close to 2^31 */
     for (int64_t e = t; e < h.F; e += nt) {
@@ -318,7 +321,8 @@ struct DevHybPrep {
             k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
         else
             k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
-        k_hyb_spatial<<<(unsigned)planes, hyb_spatial_threads(h.F), 0, st>>>(h);
+        const size_t smem = h.A ? 0 : sizeof(sd_cf) * (size_t)h.F; /* <= 48 KiB (plan) */
+        k_hyb_spatial<<<(unsigned)planes, hyb_spatial_threads(h.F), smem, st>>>(h);
         return cudaGetLastError();
     }
 };
@@ -389,7 +393,7 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
         h.w = w;
         h.bias = P.has_bias ? b : nullptr;
         h.Y = (sd_cf*)(base + P.h_y);
-        h.A = (sd_cf*)(base + P.h_a);
+        h.A = P.hyb_stage_ws ? (sd_cf*)(base + P.h_a) : nullptr;
         h.twH2 = twH2;
         h.twW2 = twW2;
         const sd_hyb_producer hp = sd_hyb_setup(P, workspace, prod);

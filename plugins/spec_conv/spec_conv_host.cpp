@@ -15,6 +15,7 @@ namespace {
 struct HostHybPrep {
     struct Scratch {
         std::vector<float> xt, g;
+        std::vector<sd_cf> a; /* one stage plane, when the plan keeps it out of the workspace */
         std::vector<char> want;
     };
     const sd::ConvPlan* P;
@@ -37,7 +38,9 @@ struct HostHybPrep {
         float* Xt = scr->xt.data(); /* [C][ldg] */
         float* G = scr->g.data();   /* [ot][ldg] */
         sd_cf* Y = (sd_cf*)(base + p.h_y); /* spectrum, then the spatial map, then Z (plane stride F) */
-        sd_cf* A = (sd_cf*)(base + p.h_a); /* inverse column stage, then the forward row stage */
+        /* inverse column stage, then the forward row stage: per plane in the workspace for F > kHybSmemMaxF,
+         * else one plane of scratch reused (the GPU's shared memory) */
+        sd_cf* A = p.hyb_stage_ws ? (sd_cf*)(base + p.h_a) : nullptr;
         const sd_cf* twH = in->twH;
         const sd_cf* twW = in->twW;
         const sd_cf* twH2 = p.pool != SD_POOL_NONE ? (const sd_cf*)(base + p.tw_h2) : twH;
@@ -96,7 +99,7 @@ struct HostHybPrep {
             for (int32_t ol = 0; ol < no; ++ol) {
                 const int64_t pl = (int64_t)sl * p.hyb_ot + ol;
                 const sd_cf* Yp = Y + pl * p.F;
-                sd_cf* Ap = A + pl * p.F;
+                sd_cf* Ap = A ? A + pl * p.F : scr->a.data();
                 float* spp = (float*)(Y + pl * p.F);
                 for (int32_t u = 0; u < p.Hs; ++u)
                     for (int32_t q = 0; q < p.Wh; ++q) Ap[(int64_t)u * p.Wh + q] = sd_hyb_inv_col(Yp, p.Hs, p.Wh, (uint32_t)u, q, twH);
@@ -151,6 +154,7 @@ sd_status forward(const sd_spec_conv_params* p, int32_t batch, const void* x, co
         scr.xt.resize((size_t)P.C * ldg);
         scr.g.resize((size_t)P.hyb_ot * ldg);
         scr.want.resize((size_t)P.hyb_sb);
+        if (!P.hyb_stage_ws) scr.a.resize((size_t)P.F);
         if (P.pool != SD_POOL_NONE) {
             sd_cf* twH2 = (sd_cf*)(base + P.tw_h2);
             sd_cf* twW2 = (sd_cf*)(base + P.tw_w2);

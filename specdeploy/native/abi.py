@@ -147,7 +147,7 @@ def mirrored_values() -> dict[str, int]:
         "SD_NLEV": ops_base.HIST_LEVELS,
         "SD_NOCT": ops_base.HIST_COARSE, "SD_NFINE": ops_base.HIST_FINE, "SD_HIST_WORDS": ops_base.HIST_WORDS,
         "kHybBudgetDiv": spec_conv_op.HYB_BUDGET_DIV, "kHybMaxChannels": spec_conv_op.HYB_MAX_CHANNELS,
-        "kHybStreamMaxC": spec_conv_op.HYB_STREAM_MAX_C,
+        "kHybStreamMaxC": spec_conv_op.HYB_STREAM_MAX_C, "kHybSmemMaxF": spec_conv_op.HYB_SMEM_MAX_F,
         "kWsAlign": ops_base.WS_ALIGN,
         "SD_VALUE_FP32": VALUE_DTYPE["fp32"], "SD_VALUE_FP16": VALUE_DTYPE["fp16"],
         "SD_FLOAT32": FLOAT_TYPE["float32"], "SD_FLOAT16": FLOAT_TYPE["float16"],

@@ -44,6 +44,9 @@ HYB_MAX_CHANNELS = 65535 * 64
 #: a spatial-input hybrid SpecConv streams its input spectrum (auto) only for C <= this (plan.h
 #: kHybStreamMaxC: the CUDA GEMM then reads each coefficient once for all k*k taps)
 HYB_STREAM_MAX_C = 16
+#: the spatial step's stage plane is in the GPU block's shared memory for F <= this (plan.h
+#: kHybSmemMaxF): the workspace then holds one plane per sample and channel of the chunk, else two
+HYB_SMEM_MAX_F = 6144
 _I32_MAX = 2**31 - 1
 INPUT_SPECTRUM = {"auto": 0, "dense": 1, "streamed": 2}
 
@@ -154,8 +157,9 @@ def streams_input(O: int, H: int, W: int, k: int) -> bool:
 
 
 def _hybrid_chunk_bytes(F: int, sb: int, ot: int) -> int:
-    """The chunk's buffers (plan.cpp hyb_chunk_bytes): two complex planes of F per (sample, channel)."""
-    return 2 * base.align(base.COMPLEX64 * sb * ot * F)
+    """The chunk's buffers (plan.cpp hyb_chunk_bytes): one complex plane of F per (sample, channel), the
+    spectrum; two for F > HYB_SMEM_MAX_F (the spatial step's stage plane no longer fits shared memory)."""
+    return (2 if F > HYB_SMEM_MAX_F else 1) * base.align(base.COMPLEX64 * sb * ot * F)
 
 
 def _doublings(start: int, limit: int) -> list[int]:

@@ -48,6 +48,7 @@ const Entry kEntries[] = {
     SD_CONST(SD_MAX_CONCAT_INPUTS), SD_CONST(SD_NLEV), SD_CONST(SD_NOCT), SD_CONST(SD_NFINE), SD_CONST(SD_HIST_WORDS),
     {"kWsAlign", (int64_t)sd::kWsAlign}, {"kHybBudgetDiv", (int64_t)sd::kHybBudgetDiv},
     {"kHybMaxChannels", (int64_t)sd::kHybMaxChannels}, {"kHybStreamMaxC", (int64_t)sd::kHybStreamMaxC},
+    {"kHybSmemMaxF", (int64_t)sd::kHybSmemMaxF},
     SD_CONST(SD_OK), SD_CONST(SD_ERR_INVALID_ARGUMENT), SD_CONST(SD_ERR_WORKSPACE), SD_CONST(SD_ERR_CUDA),
     SD_CONST(SD_ERR_UNSUPPORTED), SD_CONST(SD_ERR_INTERNAL),
     SD_CONST(SD_VALUE_FP32), SD_CONST(SD_VALUE_FP16), SD_CONST(SD_DOMAIN_SPATIAL), SD_CONST(SD_DOMAIN_SPECTRAL),

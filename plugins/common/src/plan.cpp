@@ -46,10 +46,11 @@ void plan_twiddle_ws(WsBuilder& wb, int32_t Hs, int32_t Ws, size_t* tw_h, size_t
     *tw_w = wb.take(sizeof(sd_cf) * (size_t)Ws);
 }
 
-/* The hybrid chunk's buffers (ConvPlan h_y, h_a) in bytes, each aligned as WsBuilder takes it: two
- * complex planes of F per (sample, channel) of the chunk. */
+/* The hybrid chunk's buffers (ConvPlan h_y, h_a) in bytes, each aligned as WsBuilder takes it: one
+ * complex plane of F per (sample, channel) of the chunk, two for F > kHybSmemMaxF (plan.h). */
 double hyb_chunk_bytes(int32_t F, int32_t sb, int32_t ot) {
-    return 2.0 * (double)align_up(sizeof(sd_cf) * (size_t)sb * (size_t)ot * (size_t)F);
+    const double planes = F > kHybSmemMaxF ? 2.0 : 1.0;
+    return planes * (double)align_up(sizeof(sd_cf) * (size_t)sb * (size_t)ot * (size_t)F);
 }
 
 /* The hybrid chunk (plan.h): of sb in 1, 2, 4, .. (clamped to B) and ot in 8, 16, 32, .. (clamped to
@@ -279,8 +280,9 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     if (P.hyb && P.pool != SD_POOL_NONE) plan_twiddle_ws(wb, P.oHs, P.oWs, &P.tw_h2, &P.tw_w2);
     if (P.hyb && batch > 0) {
         const size_t planes = (size_t)P.hyb_sb * P.hyb_ot;
+        P.hyb_stage_ws = P.F > kHybSmemMaxF ? 1 : 0;
         P.h_y = wb.take(sizeof(sd_cf) * planes * P.F);
-        P.h_a = wb.take(sizeof(sd_cf) * planes * P.F);
+        if (P.hyb_stage_ws) P.h_a = wb.take(sizeof(sd_cf) * planes * P.F);
     }
     P.ws_bytes = wb.total();
     *out = P;

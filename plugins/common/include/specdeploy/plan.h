@@ -36,6 +36,10 @@ constexpr int32_t kHybMaxChannels = 65535 * 64; /* chunk channels: 64-row GEMM t
 /* auto input spectrum of a spatial-input hybrid SpecConv: streamed only for C <= this (the CUDA GEMM's
  * smallest K step: the input is then read once for all k*k taps) and where the paper block would */
 constexpr int32_t kHybStreamMaxC = 16;
+/* the spatial step's stage plane (F complex per (sample, channel)) lives in the CUDA block's shared
+ * memory when F <= this (F * 8 bytes <= 48 KiB, the default dynamic limit): then the workspace holds
+ * one plane per sample and channel of the chunk, else two */
+constexpr int32_t kHybSmemMaxF = 6144;
 
 /* Workspace shared by the ops with a packed output (the count/decide/scan/write pipeline). */
 struct PipeWs {
@@ -60,10 +64,11 @@ struct ConvPlan {
     PipeWs pipe;
     size_t tw_h = 0, tw_w = 0, X = 0; /* twiddle tables (Hs, Ws entries), spatial spectrum B*C*F */
     size_t tw_h2 = 0, tw_w2 = 0;      /* hybrid: twiddles of the output size (oHs, oWs entries) */
-    /* hybrid chunk buffers: two planes per (sample, channel) of the chunk, [hyb_sb][hyb_ot][F] complex
-     * each: the spectrum Y (then the spatial map, then Z, the chunk's output spectrum that the pipeline
-     * packs, in the first oF values of each plane) and the stage buffer (inverse column stage, then the
-     * forward row stage) */
+    /* hybrid chunk buffers, [hyb_sb][hyb_ot][F] complex each: the spectrum Y (then the spatial map, then
+     * Z, the chunk's output spectrum that the pipeline packs, in the first oF values of each plane), and
+     * only for F > kHybSmemMaxF (hyb_stage_ws) the stage buffer (inverse column stage, then the forward
+     * row stage; else in shared memory on the GPU, heap scratch on the host) */
+    int32_t hyb_stage_ws = 0;
     size_t h_y = 0, h_a = 0;
     size_t ws_bytes = 0;              /* total, including kWsAlign slack */
 };
