@@ -234,6 +234,9 @@ HYBRID_GPU_CASES = [  # in_domain, B, C, O, Hs, Ws, k, pool, value_dtype
     # F = 6384 > kHybSmemMaxF: the spatial step's stage plane in the workspace, not shared memory
     ("spectral", 2, 4, 8, 112, 112, 3, "max2", "fp16"),
     ("spectral", 2, 4, 8, 112, 112, 3, "none", "fp32"),
+    # F = 6144 = kHybSmemMaxF: the largest stage plane in shared memory (48 KiB), 1024-thread blocks
+    ("spectral", 2, 4, 8, 96, 126, 3, "max2", "fp16"),
+    ("spectral", 2, 4, 8, 96, 126, 3, "none", "fp32"),
 ]
 
 

@@ -266,6 +266,8 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
  * of two planes), else a second workspace plane (the plan says which: h.A null or not). One launch
  * instead of four. */
 constexpr int kHybSpatialMaxThreads = 1024;
+static_assert(sd::kHybSmemMaxF * sizeof(sd_cf) <= 48 * 1024,
+              "the stage plane must fit the default dynamic shared memory of a block (no opt-in attribute)");
 /* threads per plane: 256, or 1024 for planes of more than 1024 coefficients (fewer serial steps per
  * thread where a chunk has few planes; the per-element kernels this replaced spread a large plane over
  * many blocks, which a 224 x 224 map would still prefer: measure before tuning further) */

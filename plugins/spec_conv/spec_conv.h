@@ -216,8 +216,8 @@ struct sd_conv_producer {
 /*   per kernel tap (u, v):                                                                          */
 /*     G[o, (s, f)] = sum_c w[o, c, u, v] X[c, (s, f)]          one real GEMM (weights read in place)  */
 /*     Y[o, f] += T_H(p, u) T_W(q, v) G[o, f]                    (+ bias on DC at the first tap)       */
-/*   y = relu(irfft2(Y)), pooled, Z = rfft2(pooled): direct DFTs over twiddle tables, two planes of   */
-/*   F complex per (sample, channel) (spec_conv_host.cpp: which stage lives where)                    */
+/*   y = relu(irfft2(Y)), pooled, Z = rfft2(pooled): direct DFTs over twiddle tables, over Y's plane   */
+/*   and a stage plane of F complex per (sample, channel) (spec_conv_host.cpp: which stage is where)  */
 /* GEMM operands are fp32 (the GPU runs fp16 values' GEMMs on tensor cores as hi + lo fp16 pairs, */
 /* spec_conv.cu hyb_split); everything after the GEMM is the same SD_HD code on host and device.    */
 /* The split: hi = fp16(v), lo = fp16(v - hi); hi*hi + hi*lo + lo*hi keeps about 22 bits of each   */

@@ -90,8 +90,9 @@ struct HostHybPrep {
                 }
             }
         }
-        /* inverse rfft2 + relu, pool, forward rfft2, per (sample, channel) plane, over its two planes of F
-         * complex (the CUDA launcher runs one block per plane, the four stages separated by barriers):
+        /* inverse rfft2 + relu, pool, forward rfft2, per (sample, channel) plane, over its Y plane and a
+         * stage plane of F complex (the CUDA launcher runs one block per plane, the four stages separated
+         * by barriers, the stage plane in shared memory up to kHybSmemMaxF):
          * Y -> A (inverse columns), A -> Y as the spatial map (Hs*Ws floats <= 2F), Y -> A (pool, forward
          * rows), A -> Y as Z (the first oF values of the plane) */
         for (int32_t sl = 0; sl < r.ns; ++sl) {

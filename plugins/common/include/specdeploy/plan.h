@@ -21,8 +21,8 @@ constexpr int32_t kMaxToSpatialWs = 8192; /* SpecToSpatial: Ws (row pass stages 
 constexpr size_t kWsAlign = 256;          /* sub-buffers of the workspace are aligned to this */
 
 /* The hybrid SpecConv (activation RELU, DESIGN §2b) works on chunks of hyb_sb samples x hyb_ot output
- * channels; its dense buffers (workspace: two complex planes of F per sample and channel of the
- * chunk) are sized by the chunk, never by the whole output (§5). The chunk is the one with the fewest
+ * channels; its dense buffers (workspace: one complex plane of F per sample and channel of the
+ * chunk, two for F > kHybSmemMaxF) are sized by the chunk, never by the whole output (§5). The chunk is the one with the fewest
  * chunks per call among sb = 1, 2, 4, .. (<= B) x ot = 8, 16, 32, .. (<= O) whose buffers fit
  * 1/kHybBudgetDiv of the layer's dense fp16 activations at this batch, B * (C + O) * Hs * Ws * 2 bytes,
  * else 1 x min(O, 8): the workspace must stay well below the activations the block replaces, or it
