@@ -276,5 +276,27 @@ def test_spec_conv_hybrid_gpu_agrees_with_host(libs, case):
         tol = (2e-3 if vd == "fp16" else 1e-5) * float(np.abs(z).max())
         assert np.abs(dh.values[both] - dc.values[both]).max(initial=0.0) <= tol
         assert np.array_equal(yh[:, 3], yc[:, 3])  # header flags (finite inputs: 0)
-        if vd == "fp32":  # SIMT fp32 GEMM in c order and the same SD_HD code after it: the host's bits
-            assert np.array_equal(yh, yc), f"fp32 hybrid rows differ from the host's (cap {cap})"
+        if vd == "fp32" or in_domain == "spatial":  # SIMT fp32 GEMM (a spatial input's spectrum need not
+            # fit fp16) in c order and the same SD_HD code after it: the host's bits
+            assert np.array_equal(yh, yc), f"fp32-GEMM hybrid rows differ from the host's (cap {cap})"
+
+
+
+def test_spec_conv_hybrid_gpu_large_spatial_spectrum(libs):
+    """An unnormalised image's spectrum passes fp16's 65504 at DC (here about 2500 * 1024 / 34 = 75,300): a spatial
+    input always takes the fp32 GEMM (plan.cpp gemm_split), so fp16 values still give the host's bits and no
+    non-finite flag (a hi/lo fp16 split would turn the DC product into inf - inf = NaN)."""
+    cuda, host = libs
+    rng = np.random.default_rng(14)
+    x = (5000.0 * rng.random((2, 1, 32, 32))).astype(np.float32)
+    w = (rng.standard_normal((8, 1, 3, 3)) / 3.0).astype(np.float32)
+    b = (0.2 * rng.standard_normal(8)).astype(np.float32)
+    attrs = dict(in_domain="spatial", C=1, Hs=34, Ws=34, k=3, activation="relu", value_dtype="fp16", pool="max2")
+    oF = P.num_coeffs(17, 17)
+    z = P.decode(host.spec_conv(x, w, b, beta=0.0, capacity=8 * oF, **attrs), 8, oF, "fp16").values
+    assert float(np.abs(z).max()) > 1e4  # the regime this test is about (fp16 values saturate at 65504)
+    beta = float(np.quantile(np.abs(z), 0.75))
+    yh = host.spec_conv(x, w, b, beta=beta, capacity=8 * oF, **attrs)
+    yc = cuda_spec_conv(cuda, x, w, b, beta=beta, capacity=8 * oF, **attrs)
+    assert not yc[:, 3].any(), "no non-finite flag from finite inputs"
+    assert np.array_equal(yh, yc)

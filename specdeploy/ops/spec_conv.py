@@ -187,7 +187,7 @@ def hybrid_chunk(batch: int, C: int, O: int, Hs: int, Ws: int) -> tuple[int, int
         for sb in _doublings(1, batch):
             for ot in _doublings(8, O):
                 nbytes = _hybrid_chunk_bytes(F, sb, ot)
-                if nbytes > budget or sb * 2 * F > _I32_MAX or ot > HYB_MAX_CHANNELS or sb * ot > _I32_MAX:
+                if nbytes > budget or sb * 2 * F > _I32_MAX - 64 or ot > HYB_MAX_CHANNELS or sb * ot > _I32_MAX:
                     continue
                 key = (-(-batch // sb) * -(-O // ot), nbytes, -ot)
                 if best is None or key < best:

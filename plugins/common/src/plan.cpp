@@ -13,6 +13,7 @@ namespace sd {
 namespace {
 
 constexpr int64_t kI32Max = 0x7fffffffLL;
+constexpr int64_t kHybMaxCols = kI32Max - 64; /* hybrid GEMM columns: a 64-wide tile past the last stays in int32 */
 constexpr int64_t kBytesMax = (int64_t)1 << 60;
 
 size_t align_up(size_t x) { return (x + kWsAlign - 1) & ~(size_t)(kWsAlign - 1); }
@@ -71,7 +72,7 @@ void hyb_chunk(int32_t B, int32_t C, int32_t O, int32_t Hs, int32_t Ws, int32_t 
             const int32_t o = (int32_t)(o0 < O ? o0 : O);
             const double bytes = hyb_chunk_bytes(F, s, o);
             /* the GEMM's columns fit int32, its 64-row tiles a grid's y, the chunk's planes a grid's x */
-            if (bytes <= budget && (int64_t)s * 2 * F <= kI32Max && (int64_t)o <= kHybMaxChannels &&
+            if (bytes <= budget && (int64_t)s * 2 * F <= kHybMaxCols && (int64_t)o <= kHybMaxChannels &&
                 (int64_t)s * o <= kI32Max) {
                 const int64_t chunks = ((int64_t)B + s - 1) / s * (((int64_t)O + o - 1) / o);
                 if (best_chunks < 0 || chunks < best_chunks || (chunks == best_chunks && bytes < best_bytes) ||
@@ -252,10 +253,10 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     P.oWs = P.pool != SD_POOL_NONE ? (P.Ws + 1) / 2 : P.Ws;
     P.oWh = P.oWs / 2 + 1;
     P.oF = P.oHs * P.oWh;
-    if (P.hyb && ((int64_t)P.Hs * P.Ws > kI32Max || 2LL * P.F > kI32Max))
+    if (P.hyb && ((int64_t)P.Hs * P.Ws > kI32Max || 2LL * P.F > kHybMaxCols))
         return fail(SD_ERR_INVALID_ARGUMENT,
                     "%s: Hs * Ws = %lld, F = %d too large: activation \"relu\" needs Hs * Ws <= 2^31 - 1 (spatial maps) "
-                    "and 2 * F <= 2^31 - 1 (GEMM columns)", op, (long long)P.Hs * P.Ws, P.F);
+                    "and 2 * F <= 2^31 - 65 (GEMM columns)", op, (long long)P.Hs * P.Ws, P.F);
     if ((st = check_range(op, "capacity", p->capacity, 1, (int64_t)p->O * P.oF,
                           P.pool != SD_POOL_NONE ? "(1 .. O * ceil(Hs/2) * (ceil(Ws/2) // 2 + 1), the pooled output)"
                                                  : "(1 .. O * Hs * (Ws // 2 + 1))")) != SD_OK)
@@ -265,7 +266,10 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
     P.fft_scale = (float)(1.0 / sqrt((double)P.Hs * (double)P.Ws));
     P.out_scale = (float)(1.0 / sqrt((double)P.oHs * (double)P.oWs));
     P.centre = P.hyb && P.in_domain == SD_DOMAIN_SPECTRAL ? P.k / 2 : 0;
-    P.gemm_split = P.vdt == SD_VALUE_FP16; /* the CUDA GEMM: hi/lo fp16 pairs on tensor cores */
+    /* the CUDA GEMM: hi/lo fp16 pairs on tensor cores for fp16 packed inputs (bounded by fp16); a spatial
+     * input's spectrum is not (an unnormalised large image's DC passes 65504) and its K = C is small:
+     * fp32 SIMT there, the host's bits */
+    P.gemm_split = P.vdt == SD_VALUE_FP16 && P.in_domain == SD_DOMAIN_SPECTRAL;
     const double dense = P.in_domain == SD_DOMAIN_SPATIAL && !P.stream_in ? (double)batch * P.C * P.F * 8.0 : 0.0;
     double hyb = 0.0;
     if (P.hyb) {
