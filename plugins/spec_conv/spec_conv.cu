@@ -54,10 +54,8 @@ __global__ void k_rfft_cols(sd_cf* X, int32_t H, int32_t Hs, int32_t Wh, int32_t
 struct HybArgs {
     sd_conv_producer in;
     sd_pipe a;
+    sd::ConvPlan P;               /* sizes, chunk (hyb_sb x hyb_ot), centre, gemm_split, pool, scales */
     int32_t mode, s0, ns, o0, no; /* chunk: samples s0.., channels o0.. */
-    int32_t sb, ot, k, centre, split, pool;
-    int32_t C, F, Hs, Ws, Wh, oHs, oWs, oWh, oF;
-    float bias_scale, fft_scale, out_scale;
     const float* w;
     const float* bias;
     sd_cf* Y; /* spectrum, then the spatial map, then Z (plane stride F; spec_conv_host.cpp) */
@@ -72,16 +70,16 @@ __device__ __forceinline__ bool hyb_wants(const HybArgs& h, int32_t sl) {
 
 /* The GEMM's A operand in place: w[o0 + m, c, tap] (no weight tile in the workspace). */
 __device__ __forceinline__ float hyb_weight(const HybArgs& h, int32_t m, int32_t c, int32_t tap) {
-    const int64_t kk = (int64_t)h.k * h.k;
-    return h.w[((int64_t)(h.o0 + m) * h.C + c) * kk + tap];
+    const int64_t kk = (int64_t)h.P.k * h.P.k;
+    return h.w[((int64_t)(h.o0 + m) * h.P.C + c) * kk + tap];
 }
 
 /* The GEMM's B operand in place: column pair (n, n + 1), n even, is X[c, (sl, f)] = (re, im) of the
  * chunk's sample sl at frequency f, n = (sl * F + f) * 2 (zero for a sample that skips the pass). The
  * host builds the same values into its input tile (spec_conv_host.cpp). */
 __device__ __forceinline__ sd_cf hyb_input_at(const HybArgs& h, int32_t c, int32_t n) {
-    const int32_t sl = n / (2 * h.F);
-    const int32_t f = (n - sl * 2 * h.F) >> 1;
+    const int32_t sl = n / (2 * h.P.F);
+    const int32_t f = (n - sl * 2 * h.P.F) >> 1;
     return hyb_wants(h, sl) ? h.in.input(h.s0 + sl, c, f) : sd_cf_zero();
 }
 
@@ -89,15 +87,15 @@ __device__ __forceinline__ sd_cf hyb_input_at(const HybArgs& h, int32_t c, int32
  * (n even: sample sl, frequency f as above) accumulated into Y, as the host's loop does with its G
  * (spec_conv_host.cpp): same function, same tap order. */
 __device__ __forceinline__ void hyb_accum_at(const HybArgs& h, int32_t tap, int32_t m, int32_t n, float re, float im) {
-    const int32_t sl = n / (2 * h.F);
-    const int32_t f = (n - sl * 2 * h.F) >> 1;
+    const int32_t sl = n / (2 * h.P.F);
+    const int32_t f = (n - sl * 2 * h.P.F) >> 1;
     if (!hyb_wants(h, sl)) return;
-    const uint32_t p = (uint32_t)(f / h.Wh), q = (uint32_t)(f - (int32_t)p * h.Wh);
-    const int32_t u = tap / h.k, v = tap - u * h.k;
-    const sd_cf T = sd_hyb_tap_twiddle(p, q, u, v, h.centre, (uint32_t)h.Hs, (uint32_t)h.Ws, h.in.twH, h.in.twW);
+    const uint32_t p = (uint32_t)(f / h.P.Wh), q = (uint32_t)(f - (int32_t)p * h.P.Wh);
+    const int32_t u = tap / h.P.k, v = tap - u * h.P.k;
+    const sd_cf T = sd_hyb_tap_twiddle(p, q, u, v, h.P.centre, (uint32_t)h.P.Hs, (uint32_t)h.P.Ws, h.in.twH, h.in.twW);
     const float g[2] = {re, im};
-    sd_cf* y = h.Y + ((int64_t)sl * h.ot + m) * h.F + f;
-    *y = sd_hyb_accumulate(*y, tap, g, T, f == 0, h.bias ? h.bias + h.o0 + m : nullptr, h.bias_scale);
+    sd_cf* y = h.Y + ((int64_t)sl * h.P.hyb_ot + m) * h.P.F + f;
+    *y = sd_hyb_accumulate(*y, tap, g, T, f == 0, h.bias ? h.bias + h.o0 + m : nullptr, h.P.bias_scale);
 }
 
 /* The hi + lo fp16 pair of an fp32 operand (spec_conv.h: hi = fp16(v), lo = fp16(v - hi)). */
@@ -127,7 +125,7 @@ constexpr int kGT = 64, kGK = 32;
 /* Does a sample of the block's columns [n0, n0 + kGT) take part in the pass? (uniform over the block) */
 __device__ __forceinline__ bool hyb_cols_any(const HybArgs& h, int32_t n0, int32_t N) {
     const int32_t last = (n0 + kGT < N ? n0 + kGT : N) - 1;
-    for (int32_t sl = n0 / (2 * h.F); sl <= last / (2 * h.F); ++sl)
+    for (int32_t sl = n0 / (2 * h.P.F); sl <= last / (2 * h.P.F); ++sl)
         if (hyb_wants(h, sl)) return true;
     return false;
 }
@@ -142,7 +140,7 @@ __global__ void __launch_bounds__(128) k_hyb_gemm_f16(const __grid_constant__ Hy
     const bool b_once = K <= kGK; /* one K step: the input is loaded (decoded) once for every tap */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-    const int32_t kk = h.k * h.k;
+    const int32_t kk = h.P.k * h.P.k;
     for (int32_t tap = 0; tap < kk; ++tap) {
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
 #pragma unroll
@@ -213,7 +211,7 @@ __global__ void __launch_bounds__(256) k_hyb_gemm_f32(const __grid_constant__ Hy
     if (!hyb_cols_any(h, n0, N)) return;
     const bool b_once = K <= 16; /* one K step: the input is loaded (decoded) once for every tap */
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-    const int32_t kk = h.k * h.k;
+    const int32_t kk = h.P.k * h.P.k;
     for (int32_t tap = 0; tap < kk; ++tap) {
         float acc[4][4] = {};
         for (int32_t k0 = 0; k0 < K; k0 += 16) {
@@ -277,29 +275,29 @@ __global__ void __launch_bounds__(kHybSpatialMaxThreads) k_hyb_spatial(const __g
     const int32_t ol = (int32_t)(blockIdx.x % (unsigned)h.no), sl = (int32_t)(blockIdx.x / (unsigned)h.no);
     if (!hyb_wants(h, sl)) return; /* uniform over the block */
     extern __shared__ sd_cf s_stage[]; /* F complex when h.A is null (F <= kHybSmemMaxF) */
-    const int64_t pl = (int64_t)sl * h.ot + ol;
-    sd_cf* Y = h.Y + pl * h.F;
-    sd_cf* A = h.A ? h.A + pl * h.F : s_stage;
+    const int64_t pl = (int64_t)sl * h.P.hyb_ot + ol;
+    sd_cf* Y = h.Y + pl * h.P.F;
+    sd_cf* A = h.A ? h.A + pl * h.P.F : s_stage;
     float* sp = (float*)Y;
     const int64_t t = threadIdx.x, nt = blockDim.x; /* 64-bit: Hs * Ws may come close to 2^31 */
-    for (int64_t e = t; e < h.F; e += nt) {
-        const int32_t u = (int32_t)(e / h.Wh), q = (int32_t)(e - (int64_t)u * h.Wh);
-        A[e] = sd_hyb_inv_col(Y, h.Hs, h.Wh, (uint32_t)u, q, h.in.twH);
+    for (int64_t e = t; e < h.P.F; e += nt) {
+        const int32_t u = (int32_t)(e / h.P.Wh), q = (int32_t)(e - (int64_t)u * h.P.Wh);
+        A[e] = sd_hyb_inv_col(Y, h.P.Hs, h.P.Wh, (uint32_t)u, q, h.in.twH);
     }
     __syncthreads();
-    for (int64_t e = t; e < (int64_t)h.Hs * h.Ws; e += nt) {
-        const int32_t u = (int32_t)(e / h.Ws), v = (int32_t)(e - (int64_t)u * h.Ws);
-        sp[e] = sd_hyb_inv_row(A + (int64_t)u * h.Wh, h.Ws, h.Wh, (uint32_t)v, h.in.twW, h.fft_scale);
+    for (int64_t e = t; e < (int64_t)h.P.Hs * h.P.Ws; e += nt) {
+        const int32_t u = (int32_t)(e / h.P.Ws), v = (int32_t)(e - (int64_t)u * h.P.Ws);
+        sp[e] = sd_hyb_inv_row(A + (int64_t)u * h.P.Wh, h.P.Ws, h.P.Wh, (uint32_t)v, h.in.twW, h.P.fft_scale);
     }
     __syncthreads();
-    for (int64_t e = t; e < (int64_t)h.oHs * h.oWh; e += nt) {
-        const int32_t u2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e - (int64_t)u2 * h.oWh);
-        A[e] = sd_hyb_fwd_row(sp, h.Hs, h.Ws, h.pool, h.oWs, u2, (uint32_t)q2, h.twW2);
+    for (int64_t e = t; e < (int64_t)h.P.oHs * h.P.oWh; e += nt) {
+        const int32_t u2 = (int32_t)(e / h.P.oWh), q2 = (int32_t)(e - (int64_t)u2 * h.P.oWh);
+        A[e] = sd_hyb_fwd_row(sp, h.P.Hs, h.P.Ws, h.P.pool, h.P.oWs, u2, (uint32_t)q2, h.twW2);
     }
     __syncthreads();
-    for (int64_t e = t; e < h.oF; e += nt) {
-        const int32_t p2 = (int32_t)(e / h.oWh), q2 = (int32_t)(e - (int64_t)p2 * h.oWh);
-        Y[e] = sd_hyb_fwd_col(A, h.oHs, h.oWh, (uint32_t)p2, q2, h.twH2, h.out_scale);
+    for (int64_t e = t; e < h.P.oF; e += nt) {
+        const int32_t p2 = (int32_t)(e / h.P.oWh), q2 = (int32_t)(e - (int64_t)p2 * h.P.oWh);
+        Y[e] = sd_hyb_fwd_col(A, h.P.oHs, h.P.oWh, (uint32_t)p2, q2, h.twH2, h.P.out_scale);
     }
 }
 
@@ -314,17 +312,17 @@ struct DevHybPrep {
         h.s0 = r.s0;
         h.ns = r.ns;
         h.o0 = r.og0 * sd_conv_producer::OT;
-        h.no = (h.a.Cout - h.o0) < h.ot ? (h.a.Cout - h.o0) : h.ot;
-        const int32_t M = h.no, N = h.ns * 2 * h.F; /* plan: sb * 2 * F <= 2^31 - 1 */
+        h.no = (h.a.Cout - h.o0) < h.P.hyb_ot ? (h.a.Cout - h.o0) : h.P.hyb_ot;
+        const int32_t M = h.no, N = h.ns * 2 * h.P.F; /* plan: sb * 2 * F <= 2^31 - 1 */
         const int64_t planes = (int64_t)h.ns * h.no;  /* plan: sb * ot <= 2^31 - 1 */
         if ((M + kGT - 1) / kGT > 65535 || planes > 0x7fffffffLL) return cudaErrorInvalidConfiguration;
         const dim3 g((unsigned)((N + kGT - 1) / kGT), (unsigned)((M + kGT - 1) / kGT));
-        if (h.split) /* every tap's GEMM, accumulated into Y in the epilogue */
-            k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.C);
+        if (h.P.gemm_split) /* every tap's GEMM, accumulated into Y in the epilogue */
+            k_hyb_gemm_f16<<<g, 128, 0, st>>>(h, M, N, h.P.C);
         else
-            k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.C);
-        const size_t smem = h.A ? 0 : sizeof(sd_cf) * (size_t)h.F; /* <= 48 KiB (plan) */
-        k_hyb_spatial<<<(unsigned)planes, hyb_spatial_threads(h.F), smem, st>>>(h);
+            k_hyb_gemm_f32<<<g, 256, 0, st>>>(h, M, N, h.P.C);
+        const size_t smem = h.A ? 0 : sizeof(sd_cf) * (size_t)h.P.F; /* <= 48 KiB (plan) */
+        k_hyb_spatial<<<(unsigned)planes, hyb_spatial_threads(h.P.F), smem, st>>>(h);
         return cudaGetLastError();
     }
 };
@@ -374,24 +372,7 @@ extern "C" SD_API sd_status sd_spec_conv_forward(const sd_spec_conv_params* p, i
         HybArgs h{};
         h.in = prod;
         h.a = pipe;
-        h.sb = P.hyb_sb;
-        h.ot = P.hyb_ot;
-        h.k = P.k;
-        h.centre = P.centre;
-        h.split = P.gemm_split;
-        h.pool = P.pool;
-        h.C = P.C;
-        h.F = P.F;
-        h.Hs = P.Hs;
-        h.Ws = P.Ws;
-        h.Wh = P.Wh;
-        h.oHs = P.oHs;
-        h.oWs = P.oWs;
-        h.oWh = P.oWh;
-        h.oF = P.oF;
-        h.bias_scale = P.bias_scale;
-        h.fft_scale = P.fft_scale;
-        h.out_scale = P.out_scale;
+        h.P = P;
         h.w = w;
         h.bias = P.has_bias ? b : nullptr;
         h.Y = (sd_cf*)(base + P.h_y);
