@@ -29,15 +29,14 @@ import argparse
 import math
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from specdeploy import packed  # noqa: E402  (after the sys.path line: this checkout first)
-from specdeploy.ops import spec_conv  # noqa: E402
+from specdeploy.ops import spec_conv  # noqa: E402  (after the sys.path line: this checkout first)
 
 PASSES = 4
 BATCHES = (1, 8, 32)
@@ -45,42 +44,25 @@ BATCHES = (1, 8, 32)
 ROW_RE = re.compile(r"^(?P<layer>features\.\d+)\s+B=(?P<batch>\d+)\s.*hybrid fp16\s+(?P<ms>[\d.]+) ms")
 
 
-@dataclass(frozen=True)
-class Layer:
-    """A SpecConv of the paper-block VGG16 layer list that bench_kernels times both blocks on."""
+def vgg16_layers() -> list[Any]:
+    """The layers bench_kernels.py times both blocks on (its ``Layer``: name, in_domain, C, O, Hs, F,
+    pool_after), from the zoo's VGG16 at full width (needs torch, as bench_kernels does)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_kernels
 
-    name: str
-    spatial: bool
-    C: int
-    O: int
-    Hs: int
-    pool: bool  # the twin max-pools after it: the hybrid block pools inside the op
-
-    @property
-    def F(self) -> int:
-        return packed.num_coeffs(self.Hs, self.Hs)
+    return bench_kernels.vgg16_layers()[0]
 
 
-# scripts/bench_kernels.py --list (full width, CIFAR 32x32), and which convs the twin pools after
-VGG16 = (Layer("features.0", True, 3, 64, 34, False), Layer("features.1", False, 64, 64, 34, True),
-         Layer("features.3", False, 64, 128, 17, False), Layer("features.4", False, 128, 128, 17, True),
-         Layer("features.6", False, 128, 256, 9, False), Layer("features.7", False, 256, 256, 9, False),
-         Layer("features.8", False, 256, 256, 9, True), Layer("features.10", False, 256, 512, 8, False),
-         Layer("features.11", False, 512, 512, 8, False), Layer("features.12", False, 512, 512, 8, True),
-         Layer("features.14", False, 512, 512, 8, False), Layer("features.15", False, 512, 512, 8, False),
-         Layer("features.16", False, 512, 512, 8, True))
+def fixed_launches(L: Any) -> int:
+    return 2 + 2 * L.pool_after + 2 * (L.in_domain == "spatial") + 5
 
 
-def fixed_launches(L: Layer) -> int:
-    return 2 + 2 * L.pool + 2 * L.spatial + 5
-
-
-def launches_4735a38(L: Layer, B: int) -> int:
+def launches_4735a38(L: Any, B: int) -> int:
     chunks = math.ceil(B / min(B, 4)) * math.ceil(L.O / min(L.O, 16))
     return fixed_launches(L) + PASSES * chunks * (3 * math.ceil(L.F / 128) + 6)
 
 
-def launches_current(L: Layer, B: int) -> tuple[int, tuple[int, int]]:
+def launches_current(L: Any, B: int) -> tuple[int, tuple[int, int]]:
     sb, ot = spec_conv.hybrid_chunk(B, L.C, L.O, L.Hs, L.Hs)
     chunks = math.ceil(B / sb) * math.ceil(L.O / ot)
     return fixed_launches(L) + PASSES * chunks * 3, (sb, ot)
@@ -107,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| layer | batch | launches, 4735a38 | H200 hybrid fp16 ms | us per launch | chunk now | launches now |")
     print("|---|---|---|---|---|---|---|")
     per_launch = []
-    for L in VGG16:
+    for L in vgg16_layers():
         for B in BATCHES:
             old = launches_4735a38(L, B)
             now, (sb, ot) = launches_current(L, B)
