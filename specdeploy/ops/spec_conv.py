@@ -145,14 +145,18 @@ def _dense_coeffs(a: dict[str, Any], weight_shapes: Sequence[Any]) -> int:
     return out_channels(weight_shapes) * out_coeffs(a)
 
 
-def streams_input(O: int, H: int, W: int, k: int) -> bool:
+def streams_input(O: int, H: int, W: int, k: int, C: int = 1, hybrid: bool = False) -> bool:
     """Whether a spatial-input SpecConv recomputes its input spectrum per tile instead of storing it.
 
     The library's automatic choice (``sd::conv_streams_input``, plugins/spec_conv/README.md): stream
     when recomputing each coefficient for every tile of 8 output channels, ``ceil(O/8) * (H*W + H)``
     multiply-adds, costs at most 8x the op's own work per coefficient, ``O * (k*k + k + 1)``. Small
-    first layers (LeNet-5: O = 6 on 32x32) then need no dense spectrum at all; wide ones keep it.
+    first layers (LeNet-5: O = 6 on 32x32) then need no dense spectrum at all; wide ones keep it. The
+    hybrid block (activation "relu") also needs ``C <= HYB_STREAM_MAX_C``: its GPU GEMM then recomputes a
+    streamed coefficient once for all taps instead of once per tap.
     """
+    if hybrid and C > HYB_STREAM_MAX_C:
+        return False
     return -(-O // 8) * (H * W + H) <= 8 * O * (k * k + k + 1)
 
 
@@ -221,9 +225,7 @@ def workspace(a: dict[str, Any], batch: int, O: int | None) -> int:
         raise ValueError("declared_workspace: a spatial-input or relu SpecConv needs out_channels (O)")
     if a.get("in_domain") == "spatial":
         k = int(a["k"])
-        streamed = streams_input(int(O), Hs - k + 1, Ws - k + 1, k) and (
-            not hybrid or int(a["C"]) <= HYB_STREAM_MAX_C)
-        if not streamed:
+        if not streams_input(int(O), Hs - k + 1, Ws - k + 1, k, int(a["C"]), hybrid):
             ws += base.align(base.COMPLEX64 * batch * int(a["C"]) * packed.num_coeffs(Hs, Ws))
     if hybrid:
         ws += hybrid_workspace(a, batch, int(O))

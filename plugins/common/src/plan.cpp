@@ -165,7 +165,8 @@ sd_status check_ptr(const char* what, const char* name, const void* ptr) {
     return SD_OK;
 }
 
-bool conv_streams_input(int32_t O, int32_t H, int32_t W, int32_t k) {
+bool conv_streams_input(int32_t O, int32_t H, int32_t W, int32_t k, int32_t C, bool hybrid) {
+    if (hybrid && C > kHybStreamMaxC) return false;
     /* exact for every int32 input (both sides stay below 2^100), as the Python port with its integers;
      * __extension__: GCC/Clang's 128-bit integer without a -Wpedantic warning */
     __extension__ typedef unsigned __int128 u128;
@@ -236,11 +237,9 @@ sd_status plan_conv(const sd_spec_conv_params* p, int32_t batch, ConvPlan* out) 
         P.H = p->H;
         P.W = p->W;
         P.x_type = p->x_type;
-        /* auto: the cost rule; the hybrid block also needs C <= kHybStreamMaxC, where its GEMM recomputes
-         * a streamed coefficient once for all taps instead of once per tap (spec_conv.cu) */
         P.stream_in = p->input_spectrum == SD_SPECTRUM_STREAMED ||
-                      (p->input_spectrum == SD_SPECTRUM_AUTO && conv_streams_input(p->O, p->H, p->W, p->k) &&
-                       (p->activation != SD_ACT_RELU || p->C <= kHybStreamMaxC));
+                      (p->input_spectrum == SD_SPECTRUM_AUTO &&
+                       conv_streams_input(p->O, p->H, p->W, p->k, p->C, p->activation == SD_ACT_RELU));
     } else {
         if (p->k > p->Hs || p->k > p->Ws)
             return fail(SD_ERR_INVALID_ARGUMENT, "%s: attribute 'k' = %d is invalid: must be <= Hs = %d and <= Ws = %d for a spectral input",

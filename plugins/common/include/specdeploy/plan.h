@@ -100,9 +100,11 @@ struct ConcatPlan {
 
 /* SD_SPECTRUM_AUTO's rule for a spatial input: stream when recomputing the input spectrum per output
  * tile of 8 channels, ceil(O/8) * (H*W + H) multiply-adds per coefficient and input channel, costs at
- * most 8x the op's own work there, O * (k*k + k + 1) (kernel spectrum on the fly + product).
- * specdeploy/memory.py ports it (the planner's declared workspace). */
-bool conv_streams_input(int32_t O, int32_t H, int32_t W, int32_t k);
+ * most 8x the op's own work there, O * (k*k + k + 1) (kernel spectrum on the fly + product); the hybrid
+ * block (activation RELU) also needs C <= kHybStreamMaxC, where its GEMM recomputes a streamed
+ * coefficient once for all taps instead of once per tap (spec_conv.cu). specdeploy.ops.spec_conv
+ * ports it (streams_input: the planner's declared workspace). */
+bool conv_streams_input(int32_t O, int32_t H, int32_t W, int32_t k, int32_t C, bool hybrid);
 
 /* Validate and derive; batch < 0 is an error, batch 0 gives a plan without per-sample buffers (the
  * workspace size then covers only the per-call parts: twiddle tables and alignment slack). */
